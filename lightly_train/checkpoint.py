@@ -1,0 +1,140 @@
+"""The lightly-train checkpoint format, shared by ``train``, ``embed`` and ``export``.
+
+A checkpoint is one file that loads with ``torch.load(path, weights_only=True)``: no
+pickled modules or classes. It holds a ``"lightly_train"`` entry, a plain dict::
+
+    {
+        "version": 1,
+        "model": "torchvision/resnet18",
+        "model_args": {},
+        "embed_dim": None,                      # or an int
+        "normalize": {"mean": [...], "std": [...]},
+        "image_size": [224, 224],               # (height, width) used in training
+        "embedding_model_state_dict": {...},    # EmbeddingModel weights
+    }
+
+Lightning's usual keys (``state_dict``, ``epoch``, ``global_step``, ...) may sit beside
+it, so a training checkpoint is also a Lightning checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightly_train._io import atomic_path
+from lightly_train.errors import LightlyTrainError
+from lightly_train.models.embedding_model import EmbeddingModel, build_embedding_model
+
+FORMAT_VERSION = 1
+KEY = "lightly_train"
+IMAGENET_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def checkpoint_entry(
+    model: EmbeddingModel,
+    model_name: str,
+    model_args: dict[str, Any] | None = None,
+    embed_dim: int | None = None,
+    image_size: tuple[int, int] | list[int] = (224, 224),
+    normalize: dict[str, list[float]] | None = None,
+) -> dict[str, Any]:
+    """Returns the plain ``"lightly_train"`` dict describing and holding ``model``."""
+    return {
+        "version": FORMAT_VERSION,
+        "model": model_name,
+        "model_args": dict(model_args or {}),
+        "embed_dim": embed_dim,
+        "normalize": normalize or IMAGENET_NORMALIZE,
+        "image_size": [int(s) for s in image_size],
+        "embedding_model_state_dict": {
+            k: v.detach().cpu() for k, v in model.state_dict().items()
+        },
+    }
+
+
+def save_checkpoint(path: str | os.PathLike[str], entry: dict[str, Any]) -> Path:
+    """Writes a checkpoint atomically (temp file beside ``path``, then rename)."""
+    with atomic_path(path) as tmp:
+        torch.save({KEY: entry}, tmp)
+    return Path(path)
+
+
+def create_checkpoint(
+    path: str | os.PathLike[str],
+    model: str = "torchvision/resnet18",
+    model_args: dict[str, Any] | None = None,
+    embed_dim: int | None = None,
+    image_size: tuple[int, int] | list[int] = (224, 224),
+    seed: int = 0,
+) -> Path:
+    """Writes a checkpoint for a freshly (randomly) initialised model.
+
+    Example:
+        >>> from lightly_train.checkpoint import create_checkpoint
+        >>> create_checkpoint("random.ckpt", model="torchvision/resnet18")
+    """
+    torch.manual_seed(seed)
+    net = build_embedding_model(model, model_args, embed_dim)
+    entry = checkpoint_entry(net, model, model_args, embed_dim, image_size)
+    return save_checkpoint(path, entry)
+
+
+def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Loads and validates the ``"lightly_train"`` dict of a checkpoint file."""
+    path = Path(path)
+    if not path.is_file():
+        what = "a directory" if path.is_dir() else "missing"
+        raise LightlyTrainError(
+            f"Checkpoint '{path}' is {what}. Pass the checkpoint file written by "
+            "training, e.g. checkpoint=out/my_experiment/checkpoints/last.ckpt."
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as ex:
+        raise LightlyTrainError(
+            f"Checkpoint '{path}' could not be read; it is corrupt, truncated or not a "
+            f"torch file ({type(ex).__name__}: {str(ex).splitlines()[0]})."
+        ) from ex
+    entry = ckpt.get(KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(entry, dict) or "embedding_model_state_dict" not in entry:
+        raise LightlyTrainError(
+            f"Checkpoint '{path}' is not a lightly-train checkpoint: it has no "
+            f"'{KEY}' entry. Use a checkpoint written by `lightly-train train`."
+        )
+    if entry.get("version") != FORMAT_VERSION:
+        raise LightlyTrainError(
+            f"Checkpoint '{path}' has format version {entry.get('version')!r}; this "
+            f"lightly-train reads version {FORMAT_VERSION}."
+        )
+    return entry
+
+
+def load_embedding_model(checkpoint: str | os.PathLike[str]) -> EmbeddingModel:
+    """Rebuilds the embedding model stored in a lightly-train checkpoint.
+
+    The model maps a normalised float batch ``(N, 3, H, W)`` to embeddings ``(N, D)``;
+    normalise with the checkpoint's ``normalize`` mean and std. It is returned in
+    eval mode on the CPU.
+
+    Example:
+        >>> import lightly_train, torch
+        >>> model = lightly_train.load_embedding_model("out/checkpoints/last.ckpt")
+        >>> model(torch.randn(2, 3, 224, 224)).shape  # doctest: +SKIP
+        torch.Size([2, 512])
+    """
+    return embedding_model_from_entry(load_checkpoint_entry(checkpoint))
+
+
+def embedding_model_from_entry(entry: dict[str, Any]) -> EmbeddingModel:
+    """Rebuilds the embedding model from a checkpoint's ``"lightly_train"`` dict."""
+    model = build_embedding_model(
+        entry["model"], entry.get("model_args"), entry.get("embed_dim")
+    )
+    model.load_state_dict(entry["embedding_model_state_dict"])
+    return model.eval()

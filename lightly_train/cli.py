@@ -1,0 +1,66 @@
+"""The ``lightly-train`` command line: ``lightly-train <command> key=value ...``.
+
+Arguments are parsed into the same typed config the Python API validates, so the CLI
+and ``lightly_train.<command>(...)`` accept exactly the same arguments.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from lightly_train.config import help_text, parse_cli_args, validate_config
+from lightly_train.embedding.config import EmbedConfig
+from lightly_train.errors import LightlyTrainError
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=_CONTEXT)
+def cli() -> None:
+    """Self-supervised pretraining and image embedding on Ray.
+
+    Arguments are key=value pairs, e.g. out=emb.pth image_size=[224,160]
+    transform_args.image_size=[32,32]. Values are parsed as literals (ints, floats,
+    true/false, null, lists, quoted strings); anything else is a string.
+    """
+
+
+@cli.command(
+    context_settings={**_CONTEXT, "ignore_unknown_options": True},
+    epilog="\b\nArguments:\n" + help_text(EmbedConfig),
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def embed(args: tuple[str, ...]) -> None:
+    """Embed every image under data with a checkpoint.
+
+    \b
+    Example:
+      lightly-train embed out=embeddings.pth data=my_data_dir \\
+          checkpoint=out/my_experiment/checkpoints/last.ckpt format=torch
+    """
+    from lightly_train.embedding import pipeline
+
+    pipeline.run(validate_config(EmbedConfig, parse_cli_args(args)))
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message and exit with status 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except LightlyTrainError as ex:
+        click.echo(f"Error: {ex}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as ex:
+        ex.show()
+        sys.exit(ex.exit_code)
+    except click.exceptions.Exit as ex:
+        sys.exit(ex.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Typed configs shared by the CLI and the Python API.
+
+Each command has one pydantic model. The CLI turns ``key=value`` arguments into the same
+dict of keyword arguments the Python API receives, and both validate through
+``validate_config`` so errors read the same everywhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+
+from lightly_train.errors import LightlyTrainError
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+class Config(BaseModel):
+    """Base for command configs: unknown keys are errors, paths may be ``PathLike``."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, frozen=True)
+
+
+def parse_value(text: str) -> Any:
+    """Parses a CLI value as a literal, never evaluating it.
+
+    JSON literals (``null``, ``true``, ``[224, 160]``) and Python literals (``None``,
+    ``'a b'``, ``(1, 2)``) are understood; anything else is the string itself.
+    """
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return text
+
+
+def parse_cli_args(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turns ``["a=1", "b.c=x"]`` into ``{"a": 1, "b": {"c": "x"}}``."""
+    result: dict[str, Any] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key:
+            raise LightlyTrainError(
+                f"Argument '{arg}' is not of the form key=value, e.g. out=emb.pth."
+            )
+        *parents, leaf = key.split(".")
+        node = result
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                dotted = ".".join(parents[: i + 1])
+                raise LightlyTrainError(f"'{dotted}' is given as a value and a dict.")
+        if leaf in node:
+            raise LightlyTrainError(f"Argument '{key}' is given more than once.")
+        node[leaf] = parse_value(value)
+    return result
+
+
+def _fspath(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, list | tuple):
+        return [_fspath(v) for v in value]
+    return value
+
+
+def validate_config(cls: type[ConfigT], kwargs: dict[str, Any]) -> ConfigT:
+    """Builds ``cls`` from ``kwargs``, turning validation errors into plain messages."""
+    kwargs = {k: _fspath(v) for k, v in kwargs.items()}
+    try:
+        return cls(**kwargs)
+    except pydantic.ValidationError as ex:
+        raise LightlyTrainError(_describe(cls, ex)) from None
+
+
+def _describe(cls: type[BaseModel], ex: pydantic.ValidationError) -> str:
+    valid = list(cls.model_fields)
+    lines: dict[str, str] = {}  # one line per argument, even for union types
+    for err in ex.errors():
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        if key in lines:
+            continue
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            lines[key] = (
+                f"Unknown argument '{key}'.{hint} Valid arguments are: "
+                f"{', '.join(valid)}."
+            )
+        elif err["type"] == "missing":
+            lines[key] = f"Missing required argument '{key}'."
+        else:
+            field = cls.model_fields[key]
+            expected = Annotated[field.annotation, *field.metadata]
+            why = (
+                err["msg"].removeprefix("Value error, ")
+                if err["type"] == "value_error"
+                else f"expected {type_name(expected)}"
+            )
+            given = err["input"] if len(err["loc"]) == 1 else field_input(ex, key)
+            lines[key] = f"Invalid value {given!r} for '{key}': {why}."
+    return "\n".join(lines.values())
+
+
+def field_input(ex: pydantic.ValidationError, key: str) -> Any:
+    # The whole value the user gave for ``key``, not the nested item that failed.
+    return next(e["input"] for e in ex.errors() if e["loc"][:1] == (key,))
+
+
+def type_name(annotation: Any) -> str:
+    """A readable name for a config annotation: ``int > 0 or 'auto'``."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        bounds = [f" > {m.gt}" for m in args[1:] if getattr(m, "gt", None) is not None]
+        return type_name(args[0]) + "".join(bounds)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin in (Union, UnionType):
+        return " or ".join(type_name(a) for a in args)
+    if origin in (tuple, list):
+        inner = ", ".join(type_name(a) for a in args if a is not Ellipsis)
+        return f"[{inner}]" if origin is tuple else f"list of {inner}"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def help_text(cls: type[BaseModel]) -> str:
+    """Lists every argument of a config with its default and meaning (for --help)."""
+    lines = []
+    for name, field in cls.model_fields.items():
+        default = "required" if field.is_required() else f"default: {field.default!r}"
+        lines.append(f"  {name}  ({default})")
+        lines.append(f"      {field.description or ''}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Finding image files and decoding them: shared by ``train`` and ``embed``."""

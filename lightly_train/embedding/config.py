@@ -1,0 +1,54 @@
+"""The typed arguments of ``embed``, shared by the CLI and ``lightly_train.embed``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, field_validator
+
+from lightly_train.config import Config
+from lightly_train.embedding.writers import WRITERS
+
+
+class EmbedConfig(Config):
+    out: str = Field(description="Output file for the embeddings.")
+    data: str | list[str] = Field(
+        description="Directory with images, or a list of directories and image files."
+    )
+    checkpoint: str = Field(description="lightly-train checkpoint, e.g. last.ckpt.")
+    format: str = Field(
+        "torch", description=f"Output format: {', '.join(sorted(WRITERS))}."
+    )
+    image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = Field(
+        224, description="Images are resized to this size: int or [height, width]."
+    )
+    batch_size: PositiveInt = Field(128, description="Images per model forward.")
+    num_workers: PositiveInt | Literal["auto"] = Field(
+        "auto", description="Parallel image decode tasks; auto uses the free CPUs."
+    )
+    devices: PositiveInt | Literal["auto"] = Field(
+        "auto",
+        description="Model replicas: GPUs used in the cluster, or CPU actors when "
+        "there are no GPUs; auto uses all GPUs (or a quarter of the CPUs).",
+    )
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="Where the model runs: cpu, gpu, or auto (gpu if any)."
+    )
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field(
+        "32-true", description="32-true, bf16-mixed, or 16-mixed (GPU only)."
+    )
+    overwrite: bool = Field(False, description="Replace an existing output file.")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in WRITERS:
+            raise ValueError(f"valid formats are {', '.join(sorted(WRITERS))}")
+        return value
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``image_size`` as (height, width)."""
+        if isinstance(self.image_size, int):
+            return (self.image_size, self.image_size)
+        return self.image_size

@@ -1,0 +1,223 @@
+"""The ``embed`` pipeline, read top to bottom.
+
+list + sort (driver) -> decode (CPU tasks) -> embed (actor pool) -> gather by row
+index (driver, into a memory map) -> writer -> atomic rename to ``out``
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from lightly_train._io import atomic_path
+from lightly_train.checkpoint import load_checkpoint_entry
+from lightly_train.config import validate_config
+from lightly_train.data.decode import decode_batch
+from lightly_train.data.files import ImageFiles, list_image_files
+from lightly_train.embedding.config import EmbedConfig
+from lightly_train.embedding.embedder import Embedder
+from lightly_train.embedding.writers import WRITERS, Embeddings
+from lightly_train.errors import LightlyTrainError
+from lightly_train.runtime import Plan, plan_actors, ray_session
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What an ``embed`` run wrote."""
+
+    out: Path
+    num_images: int
+    dim: int
+    failed: dict[str, str]  # filename -> why it could not be decoded
+    seconds: float
+
+
+def embed(
+    out: str | os.PathLike[str],
+    data: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    checkpoint: str | os.PathLike[str],
+    format: str = "torch",
+    image_size: int | tuple[int, int] = 224,
+    batch_size: int = 128,
+    num_workers: int | Literal["auto"] = "auto",
+    devices: int | Literal["auto"] = "auto",
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto",
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true",
+    overwrite: bool = False,
+) -> EmbedSummary:
+    """Embeds every image under ``data`` with a trained checkpoint and writes them.
+
+    Runs on the Ray cluster at ``RAY_ADDRESS`` (as under ``ray job submit``) or on a
+    local Ray. Rows are in sorted filename order; filenames are relative to ``data``.
+    Images that cannot be decoded are left out and named in a warning.
+
+    Args:
+        out: Output file. Written to a temp file beside it, then renamed.
+        data: Directory with images, or a list of directories and image files.
+        checkpoint: A lightly-train checkpoint, e.g. ``out/checkpoints/last.ckpt``.
+        format: ``"torch"``, ``"csv"`` or ``"lightly_csv"``.
+        image_size: Resize images to this size, int or (height, width).
+        batch_size: Images per model forward.
+        num_workers: Parallel decode tasks; ``"auto"`` uses the free CPUs.
+        devices: GPUs to use (or CPU model actors when there are no GPUs).
+        accelerator: ``"cpu"``, ``"gpu"`` or ``"auto"``.
+        precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"`` (GPU only).
+        overwrite: Replace ``out`` if it exists.
+
+    Returns:
+        A summary with the output path, number of images, dimension and failures.
+
+    Example:
+        >>> import lightly_train
+        >>> lightly_train.embed(
+        ...     out="embeddings.pth",
+        ...     data="my_data_dir",
+        ...     checkpoint="out/my_experiment/checkpoints/last.ckpt",
+        ...     format="torch",
+        ... )  # doctest: +SKIP
+    """
+    return run(validate_config(EmbedConfig, dict(locals())))
+
+
+def run(config: EmbedConfig) -> EmbedSummary:
+    """Runs ``embed`` for a validated config."""
+    start = time.perf_counter()
+    out = check_out(Path(config.out), config.overwrite)
+    entry = load_checkpoint_entry(config.checkpoint)
+    files = list_image_files(config.data)
+    logger.info(f"Embedding {len(files)} images from {config.data}.")
+    with ray_session():
+        plan = plan_actors(
+            config.accelerator,
+            config.devices,
+            config.num_workers,
+            ray.cluster_resources(),
+        )
+        check_precision(config.precision, plan)
+        ds = ray.data.from_arrow(manifest(files, plan))
+        ds = ds.map_batches(
+            decode_batch,
+            fn_kwargs={"image_size": config.size},
+            batch_size=None,  # one manifest block per task
+            num_cpus=1,
+            # Decoding is idempotent, so retry it on a lost worker. As a remote arg
+            # the actors lack, it also keeps Ray Data from fusing decode into the
+            # model actors: decoding stays in parallel CPU tasks.
+            max_retries=3,
+            compute=ray.data.TaskPoolStrategy(size=plan.decode_tasks),
+        )
+        ds = ds.map_batches(
+            Embedder,
+            fn_constructor_kwargs={
+                "checkpoint": ray.put(entry),
+                "device": "cuda" if plan.accelerator == "gpu" else "cpu",
+                "precision": config.precision,
+                "num_threads": plan.cpus_per_actor,
+            },
+            batch_size=config.batch_size,
+            num_cpus=plan.cpus_per_actor,
+            num_gpus=plan.gpus_per_actor,
+            compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
+        )
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".embed-") as tmp:
+            batches = ds.iter_batches(batch_size=None, batch_format="numpy")
+            embeddings, failed = gather(batches, files, Path(tmp) / "vectors.npy")
+            with atomic_path(out) as tmp_out:
+                WRITERS[config.format](tmp_out, embeddings)
+    summary = EmbedSummary(
+        out, len(embeddings.rows), embeddings.dim, failed, time.perf_counter() - start
+    )
+    log_summary(summary)
+    return summary
+
+
+def check_out(out: Path, overwrite: bool) -> Path:
+    """Fails before any work if ``out`` cannot be written; creates its parents."""
+    if out.is_dir():
+        raise LightlyTrainError(
+            f"Output '{out}' is a directory. Pass a file path, e.g. "
+            f"out={out / 'embeddings.pth'}."
+        )
+    if out.exists() and not overwrite:
+        raise LightlyTrainError(
+            f"Output '{out}' already exists. Pass overwrite=True to replace it, or "
+            "choose another out."
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def check_precision(precision: str, plan: Plan) -> None:
+    if precision == "16-mixed" and plan.accelerator != "gpu":
+        raise LightlyTrainError(
+            "precision='16-mixed' needs a GPU. On CPU use '32-true' or 'bf16-mixed'."
+        )
+
+
+def manifest(files: ImageFiles, plan: Plan) -> list[pa.Table]:
+    """Manifest rows ``(idx, path)`` in blocks, one decode task per block."""
+    num_blocks = max(1, 4 * max(plan.num_actors, plan.decode_tasks or 0, 4))
+    rows = min(256, max(1, math.ceil(len(files) / num_blocks)))
+    idx = np.arange(len(files), dtype=np.int64)
+    return [
+        pa.table({"idx": idx[i : i + rows], "path": files.paths[i : i + rows]})
+        for i in range(0, len(files), rows)
+    ]
+
+
+def gather(
+    batches: Iterable[dict[str, Any]], files: ImageFiles, path: Path
+) -> tuple[Embeddings, dict[str, str]]:
+    """Scatters batches (in any order) into a memory map by row index."""
+    vectors: np.ndarray | None = None
+    seen = np.zeros(len(files), dtype=bool)
+    failed: dict[str, str] = {}
+    for batch in batches:
+        idx, emb = batch["idx"], batch["embedding"]
+        if vectors is None:
+            shape = (len(files), emb.shape[1])
+            vectors = np.lib.format.open_memmap(path, "w+", np.float32, shape)
+        vectors[idx] = emb
+        seen[idx] = True
+        for i, error in zip(idx, batch["error"], strict=True):
+            if error:
+                failed[files.filenames[i]] = str(error)
+    if vectors is None or not seen.all():
+        raise RuntimeError(f"Embedded {seen.sum()} of {len(files)} images; rows lost.")
+    if len(failed) == len(files):
+        raise LightlyTrainError(
+            f"None of the {len(files)} images could be decoded, e.g. "
+            f"{next(iter(failed.items()))}. Check that data holds valid images."
+        )
+    keep = [i for i, name in enumerate(files.filenames) if name not in failed]
+    rows = np.asarray(keep, dtype=np.int64)
+    return Embeddings([files.filenames[i] for i in keep], vectors, rows), failed
+
+
+def log_summary(summary: EmbedSummary) -> None:
+    if summary.failed:
+        listing = "\n".join(f"  {n}: {why}" for n, why in summary.failed.items())
+        logger.warning(
+            f"{len(summary.failed)} images could not be decoded and are left out "
+            f"of the output:\n{listing}"
+        )
+    rate = summary.num_images / summary.seconds if summary.seconds > 0 else 0.0
+    skipped = f" ({len(summary.failed)} skipped)" if summary.failed else ""
+    logger.info(
+        f"Embedded {summary.num_images} images{skipped}, dim {summary.dim}, in "
+        f"{summary.seconds:.1f} s ({rate:.1f} images/s). "
+        f"Embeddings written to '{summary.out}'."
+    )

@@ -1,0 +1,88 @@
+"""Output formats for embeddings, as specified in the ``embed`` docs.
+
+A writer takes the gathered ``Embeddings`` and a path; it streams the rows in order.
+Add a format by adding a function to ``WRITERS``; the tests loop over it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+CHUNK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Embeddings in output order: row ``rows[i]`` of ``vectors`` is ``filenames[i]``.
+
+    ``vectors`` may be a memory map larger than the output (rows of images that could
+    not be decoded are skipped through ``rows``), so writers read it chunk by chunk.
+    """
+
+    filenames: list[str]
+    vectors: np.ndarray  # (N_all, D) float32
+    rows: np.ndarray  # (N,) int64 indices into vectors
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def chunks(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        for start in range(0, len(self.rows), CHUNK_ROWS):
+            end = start + CHUNK_ROWS
+            yield self.filenames[start:end], self.vectors[self.rows[start:end]]
+
+
+def _format_floats(chunk: np.ndarray) -> np.ndarray:
+    # Shortest text that reads back to the same float32 (0.1, not 0.10000000149).
+    text = pc.cast(pa.array(chunk.ravel()), pa.string())
+    return np.asarray(text.to_numpy(zero_copy_only=False)).reshape(chunk.shape)
+
+
+def _write_csv(
+    path: Path, embeddings: Embeddings, first: str, last: tuple[str, str] | None
+) -> None:
+    columns = [f"embedding_{i}" for i in range(embeddings.dim)]
+    header = [first, *columns, *([last[0]] if last else [])]
+    suffix = [last[1]] if last else []
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        for names, vectors in embeddings.chunks():
+            for name, values in zip(names, _format_floats(vectors), strict=True):
+                writer.writerow([name, *values, *suffix])
+
+
+def write_csv(path: Path, embeddings: Embeddings) -> None:
+    """``filename,embedding_0,...``: one row per image."""
+    _write_csv(path, embeddings, "filename", None)
+
+
+def write_lightly_csv(path: Path, embeddings: Embeddings) -> None:
+    """``filenames,embedding_0,...,labels`` with labels 0, for the Lightly Worker."""
+    _write_csv(path, embeddings, "filenames", ("labels", "0"))
+
+
+def write_torch(path: Path, embeddings: Embeddings) -> None:
+    """``{"embeddings": Tensor (N, D) float32, "filenames": list[str]}``."""
+    tensor = torch.empty((len(embeddings.rows), embeddings.dim), dtype=torch.float32)
+    start = 0
+    for names, vectors in embeddings.chunks():
+        tensor[start : start + len(names)] = torch.from_numpy(vectors)
+        start += len(names)
+    torch.save({"embeddings": tensor, "filenames": list(embeddings.filenames)}, path)
+
+
+WRITERS: dict[str, Callable[[Path, Embeddings], None]] = {
+    "csv": write_csv,
+    "lightly_csv": write_lightly_csv,
+    "torch": write_torch,
+}

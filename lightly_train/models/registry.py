@@ -1,0 +1,97 @@
+"""Registry of backbones, addressed as ``"library/name"`` (``"torchvision/resnet18"``).
+
+A backbone is an ``nn.Module`` mapping a normalised batch ``(N, 3, H, W)`` to globally
+pooled features ``(N, D)``; ``backbone.feature_dim`` holds ``D``. Backbones start from
+random initialisation: nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from lightly_train.errors import LightlyTrainError
+
+# torchvision family -> (module replaced by Identity, Linear whose in_features is D).
+# Replacing the classifier keeps each family's own global pooling.
+_TORCHVISION_HEADS: dict[str, tuple[str, str]] = {
+    "resnet": ("fc", "fc"),
+    "resnext": ("fc", "fc"),
+    "wide_resnet": ("fc", "fc"),
+    "regnet": ("fc", "fc"),
+    "convnext": ("classifier.2", "classifier.2"),
+    "efficientnet": ("classifier", "classifier.1"),
+    "mobilenet_v2": ("classifier", "classifier.1"),
+    "mobilenet_v3": ("classifier", "classifier.0"),
+    "vit": ("heads", "heads.head"),
+    "swin": ("head", "head"),
+}
+
+
+def _family(name: str) -> str | None:
+    # Longest prefix first so "wide_resnet50_2" is not taken for "resnet".
+    for family in sorted(_TORCHVISION_HEADS, key=len, reverse=True):
+        if name.startswith(family):
+            return family
+    return None
+
+
+def list_models() -> list[str]:
+    """Returns the names of all models that can be trained and embedded with.
+
+    Example:
+        >>> import lightly_train
+        >>> "torchvision/resnet18" in lightly_train.list_models()
+        True
+    """
+    names = torchvision.models.list_models(module=torchvision.models)
+    return sorted(f"torchvision/{n}" for n in names if _family(n) is not None)
+
+
+def _check_model_name(model: str) -> str:
+    valid = list_models()
+    if model in valid:
+        return model.split("/", 1)[1]
+    close = difflib.get_close_matches(model, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise LightlyTrainError(
+        f"Unknown model '{model}'.{hint} Valid models are: {', '.join(valid)}."
+    )
+
+
+def build_backbone(model: str, model_args: dict[str, Any] | None = None) -> nn.Module:
+    """Builds a randomly initialised backbone without its classifier.
+
+    Args:
+        model: A name from ``list_models()``, e.g. ``"torchvision/resnet18"``.
+        model_args: Keyword arguments for the torchvision builder, e.g.
+            ``{"image_size": 64}`` for a ViT trained on 64 px images.
+
+    Returns:
+        A module mapping ``(N, 3, H, W)`` to ``(N, D)``, with ``feature_dim == D``.
+    """
+    name = _check_model_name(model)
+    try:
+        net = torchvision.models.get_model(name, weights=None, **(model_args or {}))
+    except TypeError as ex:
+        raise LightlyTrainError(f"Invalid model_args for '{model}': {ex}") from ex
+    replace, linear = _TORCHVISION_HEADS[_family(name)]  # type: ignore[index]
+    feature_dim = net.get_submodule(linear).in_features
+    parent_name, _, child = replace.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    setattr(parent, child, nn.Identity())
+    net.feature_dim = feature_dim
+    return net
+
+
+def feature_dim(backbone: nn.Module) -> int:
+    """Returns ``D`` of a backbone, from its ``feature_dim`` or a probe forward."""
+    dim = getattr(backbone, "feature_dim", None)
+    if isinstance(dim, int):
+        return dim
+    with torch.no_grad():
+        return int(backbone(torch.zeros(1, 3, 224, 224)).shape[-1])

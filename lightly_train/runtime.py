@@ -1,0 +1,91 @@
+"""Where the work runs: connect to a Ray cluster or start a local one, and size pools.
+
+Under ``ray job submit`` (or with ``RAY_ADDRESS`` set) ``ray.init()`` connects to that
+cluster; otherwise it starts a local one. Only a Ray we started is shut down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import ray
+
+from lightly_train.errors import LightlyTrainError
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def ray_session() -> Iterator[None]:
+    """Uses the running Ray, else the one at ``RAY_ADDRESS``, else a new local Ray."""
+    if ray.is_initialized():
+        yield
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    logger.info(f"Connecting to Ray at {address}." if address else "Starting Ray.")
+    ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many model actors run where, and what each one holds."""
+
+    accelerator: Literal["cpu", "gpu"]
+    num_actors: int
+    cpus_per_actor: int
+    gpus_per_actor: int
+    decode_tasks: int | None  # None: as many as free CPUs allow
+
+
+def plan_actors(
+    accelerator: str,
+    devices: int | Literal["auto"],
+    num_workers: int | Literal["auto"],
+    cluster: dict[str, float],
+) -> Plan:
+    """Sizes the model actor pool from the cluster's resources.
+
+    On GPUs: one actor per GPU (``devices`` of them). On CPUs: ``devices`` actors, by
+    default a quarter of the CPUs, using half the CPUs between them, so the decode
+    tasks always have CPUs left and the pipeline cannot deadlock on a small machine.
+    """
+    cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
+    if accelerator == "auto":
+        accelerator = "gpu" if gpus > 0 else "cpu"
+    decode = None if num_workers == "auto" else num_workers
+    if accelerator == "gpu":
+        if gpus == 0:
+            raise LightlyTrainError(
+                "accelerator='gpu' but the Ray cluster has no GPUs. Use "
+                "accelerator='cpu' or 'auto', or add GPU nodes to the cluster."
+            )
+        actors = gpus if devices == "auto" else devices
+        if actors > gpus:
+            logger.warning(
+                f"devices={actors} but the cluster has {gpus} GPUs now; "
+                "waiting for the autoscaler to add more."
+            )
+        return Plan("gpu", actors, 1, 1, decode)
+    if cpus < 2:
+        raise LightlyTrainError(
+            f"The Ray cluster has {cpus} CPU(s); embedding on CPU needs at least 2: "
+            "one for the model and one for decoding images."
+        )
+    actors = max(1, cpus // 4) if devices == "auto" else devices
+    if actors >= cpus:
+        raise LightlyTrainError(
+            f"devices={actors} CPU model actors need {actors} CPUs but the cluster "
+            f"has {cpus}, and at least one must stay free for decoding images. "
+            f"Use devices={cpus - 1} or fewer, or devices='auto'."
+        )
+    per_actor = max(1, (cpus // 2) // actors)
+    return Plan("cpu", actors, per_actor, 0, decode)
