@@ -9,11 +9,36 @@ Example:
     ... )  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lightly_train._logging import setup_logging
-from lightly_train.checkpoint import load_embedding_model
-from lightly_train.embedding.pipeline import embed
-from lightly_train.models import list_models
+
+if TYPE_CHECKING:
+    from lightly_train.checkpoint import load_embedding_model
+    from lightly_train.embedding.pipeline import embed
+    from lightly_train.models import list_models
+
+# Imported on first use: Ray's decode workers import this package but need no torch.
+_API = {
+    "embed": "lightly_train.embedding.pipeline",
+    "list_models": "lightly_train.models",
+    "load_embedding_model": "lightly_train.checkpoint",
+}
 
 __all__ = ["embed", "list_models", "load_embedding_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'lightly_train' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
 
 setup_logging()

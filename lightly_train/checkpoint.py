@@ -20,8 +20,6 @@ it, so a training checkpoint is also a Lightning checkpoint.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +94,11 @@ def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as ex:
+    except Exception as ex:  # torch.load raises many kinds for a bad file
+        first_line = next(iter(str(ex).splitlines()), "")
         raise LightlyTrainError(
             f"Checkpoint '{path}' could not be read; it is corrupt, truncated or not a "
-            f"torch file ({type(ex).__name__}: {str(ex).splitlines()[0]})."
+            f"torch file ({type(ex).__name__}: {first_line})."
         ) from ex
     entry = ckpt.get(KEY) if isinstance(ckpt, dict) else None
     if not isinstance(entry, dict) or "embedding_model_state_dict" not in entry:

@@ -99,7 +99,11 @@ def _describe(cls: type[BaseModel], ex: pydantic.ValidationError) -> str:
             lines[key] = f"Missing required argument '{key}'."
         else:
             field = cls.model_fields[key]
-            expected = Annotated[field.annotation, *field.metadata]
+            expected = (
+                Annotated[field.annotation, *field.metadata]
+                if field.metadata
+                else field.annotation
+            )
             why = (
                 err["msg"].removeprefix("Value error, ")
                 if err["type"] == "value_error"

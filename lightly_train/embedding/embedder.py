@@ -60,6 +60,8 @@ class Embedder:
     @torch.inference_mode()
     def embed(self, images: np.ndarray) -> np.ndarray:
         """``(B, H, W, 3)`` uint8 -> ``(B, D)`` float32 embeddings."""
+        if not images.flags.writeable:  # torch wants writable memory
+            images = images.copy()
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W) in [0, 1]
         x = (x - self.mean) / self.std

@@ -33,6 +33,8 @@ from lightly_train.runtime import Plan, plan_actors, ray_session
 
 logger = logging.getLogger(__name__)
 
+DECODE_TASK_MEMORY = 512 * 1024**2  # bytes
+
 
 @dataclass(frozen=True)
 class EmbedSummary:
@@ -113,10 +115,10 @@ def run(config: EmbedConfig) -> EmbedSummary:
             fn_kwargs={"image_size": config.size},
             batch_size=None,  # one manifest block per task
             num_cpus=1,
-            # Decoding is idempotent, so retry it on a lost worker. As a remote arg
-            # the actors lack, it also keeps Ray Data from fusing decode into the
-            # model actors: decoding stays in parallel CPU tasks.
-            max_retries=3,
+            # Room for a large photo's decode buffers and the block of arrays. As a
+            # resource the actors don't ask for, it also keeps Ray Data from fusing
+            # decode into the model actors: decoding stays in parallel CPU tasks.
+            memory=DECODE_TASK_MEMORY,
             compute=ray.data.TaskPoolStrategy(size=plan.decode_tasks),
         )
         ds = ds.map_batches(

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lightly_train
+from lightly_train.checkpoint import create_checkpoint, load_checkpoint_entry
+from lightly_train.embedding.embedder import Embedder
+
+
+def images(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 32, 24, 3), dtype=np.uint8)
+
+
+def reference(checkpoint: Path, batch: np.ndarray) -> np.ndarray:
+    """Embeds with the public model loader and explicit ImageNet normalisation."""
+    model = lightly_train.load_embedding_model(checkpoint)
+    x = torch.tensor(batch, dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return model((x - mean) / std).numpy()
+
+
+def test_embedder_matches_reference_and_zeroes_failed_rows(checkpoint: Path) -> None:
+    embedder = Embedder(load_checkpoint_entry(checkpoint))
+    batch = images(4)
+    errors = np.array(["", "OSError: truncated", "", ""])
+    out = embedder({"idx": np.arange(10, 14), "image": batch, "error": errors})
+    assert out["embedding"].dtype == np.float32
+    assert out["embedding"].shape == (4, 512)
+    np.testing.assert_array_equal(out["idx"], np.arange(10, 14))
+    np.testing.assert_array_equal(out["error"], errors)
+    assert not out["embedding"][1].any()
+    ok = [0, 2, 3]
+    np.testing.assert_allclose(
+        out["embedding"][ok], reference(checkpoint, batch[ok]), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_embedder_all_rows_failed(checkpoint: Path) -> None:
+    embedder = Embedder(load_checkpoint_entry(checkpoint))
+    errors = np.array(["bad", "bad"])
+    out = embedder({"idx": np.arange(2), "image": images(2), "error": errors})
+    assert out["embedding"].shape == (2, 512)
+    assert not out["embedding"].any()
+
+
+def test_embedder_honours_embed_dim(tmp_path: Path) -> None:
+    path = create_checkpoint(tmp_path / "c.ckpt", embed_dim=16)
+    out = Embedder(load_checkpoint_entry(path)).embed(images(3))
+    assert out.shape == (3, 16)
+
+
+def test_bf16_autocast_is_close_to_fp32(checkpoint: Path) -> None:
+    entry = load_checkpoint_entry(checkpoint)
+    batch = images(2)
+    full = Embedder(entry).embed(batch)
+    half = Embedder(entry, precision="bf16-mixed").embed(batch)
+    assert half.dtype == np.float32
+    assert not np.array_equal(full, half)  # autocast really ran in bf16
+    cos = (
+        (full * half).sum(1)
+        / np.linalg.norm(full, axis=1)
+        / np.linalg.norm(half, axis=1)
+    )
+    assert cos.min() > 0.99
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
+def test_embedder_on_gpu(checkpoint: Path, precision: str) -> None:
+    entry = load_checkpoint_entry(checkpoint)
+    batch = images(4)
+    cpu = Embedder(entry).embed(batch)
+    gpu = Embedder(entry, device="cuda", precision=precision).embed(batch)
+    tol = 1e-3 if precision == "32-true" else 5e-2
+    np.testing.assert_allclose(gpu, cpu, rtol=tol, atol=tol)

@@ -1,0 +1,104 @@
+"""The real ``lightly-train`` executable, run as a user would."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightly_train.embedding.config import EmbedConfig
+from tests.images import write_image
+
+EXE = str(Path(sys.executable).with_name("lightly-train"))
+
+
+def run_cli(*args: str, ray_address: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address  # join the session's Ray, as `ray job` does
+    return subprocess.run(
+        [EXE, *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_embed_help_lists_every_argument_with_default() -> None:
+    result = run_cli("embed", "--help")
+    assert result.returncode == 0
+    for name, field in EmbedConfig.model_fields.items():
+        assert f"  {name}  (" in result.stdout
+        if not field.is_required():
+            assert f"default: {field.default!r}" in result.stdout
+
+
+def test_embed_runs_end_to_end(ray_address: str, tmp_path: Path, checkpoint) -> None:
+    for i in range(3):
+        write_image(tmp_path / "imgs" / f"{i}.png", "RGB", size=(30, 20), seed=i)
+    out = tmp_path / "emb.csv"
+    result = run_cli(
+        "embed", f"out={out}", f"data={tmp_path / 'imgs'}", f"checkpoint={checkpoint}",
+        "format=csv", "image_size=[16,24]", "batch_size=2", ray_address=ray_address,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"Embeddings written to '{out}'" in result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("filename,embedding_0,") and len(lines) == 4
+    assert [line.split(",")[0] for line in lines[1:]] == ["0.png", "1.png", "2.png"]
+
+
+def test_embed_torch_format_via_cli(ray_address: str, tmp_path: Path, checkpoint):
+    write_image(tmp_path / "imgs" / "a.jpg", "RGB", size=(20, 20), seed=0)
+    out = tmp_path / "sub" / "emb.pth"
+    result = run_cli(
+        "embed", f"out={out}", f"data={tmp_path / 'imgs'}", f"checkpoint={checkpoint}",
+        "image_size=16", ray_address=ray_address,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = torch.load(out, weights_only=True)
+    assert data["filenames"] == ["a.jpg"] and data["embeddings"].shape == (1, 512)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["checkpont=x"], "Unknown argument 'checkpont'. Did you mean 'checkpoint'?"),
+        (["batch_size=abc"], "Invalid value 'abc' for 'batch_size': expected int > 0"),
+        (["format=xml"], "valid formats are csv, lightly_csv, torch"),
+        (["data"], "Argument 'data' is not of the form key=value"),
+        (["num_workers=-2"], "expected int > 0 or 'auto'"),
+    ],
+)
+def test_embed_argument_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    base = [f"out={tmp_path / 'e.pth'}", f"data={tmp_path}", "checkpoint=c.ckpt"]
+    result = run_cli("embed", *base, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_embed_missing_required_argument() -> None:
+    result = run_cli("embed", "out=e.pth")
+    assert result.returncode == 2
+    assert "Missing required argument 'data'" in result.stderr
+    assert "Missing required argument 'checkpoint'" in result.stderr
+
+
+def test_embed_existing_out_is_not_clobbered(tmp_path: Path, checkpoint) -> None:
+    write_image(tmp_path / "a.png", "RGB", size=(8, 8), seed=0)
+    out = tmp_path / "e.pth"
+    out.write_bytes(b"keep me")
+    result = run_cli(
+        "embed", f"out={out}", f"data={tmp_path}", f"checkpoint={checkpoint}"
+    )
+    assert result.returncode == 2
+    assert "already exists. Pass overwrite=True" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert out.read_bytes() == b"keep me"
+
+
+def test_unknown_command() -> None:
+    result = run_cli("embedd")
+    assert result.returncode == 2
+    assert "No such command 'embedd'" in result.stderr
