@@ -15,7 +15,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from lightly_train.errors import LightlyTrainError
 
@@ -27,6 +27,41 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cli_text_for_strings(cls, data: Any) -> Any:
+        # A directory named "2024.10" parses as a float; a string field wants the text.
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value.text
+            if isinstance(value, CliNumber) and key in cls.model_fields
+            and _only_strings(cls.model_fields[key].annotation)
+            else value
+            for key, value in data.items()
+        }  # fmt: skip
+
+
+class CliNumber:
+    """Mixin for numbers parsed from the CLI that remember their text."""
+
+    text: str
+
+
+class CliInt(int, CliNumber):
+    pass
+
+
+class CliFloat(float, CliNumber):
+    pass
+
+
+def _only_strings(annotation: Any) -> bool:
+    """Whether a field takes strings (or lists of them) but no numbers."""
+    kinds = {a for a in get_args(annotation)} or {annotation}
+    flat = {get_origin(k) or k for k in kinds}
+    return str in flat and not flat & {int, float}
+
 
 def parse_value(text: str) -> Any:
     """Parses a CLI value as a literal, never evaluating it.
@@ -36,9 +71,14 @@ def parse_value(text: str) -> Any:
     """
     for parse in (json.loads, ast.literal_eval):
         try:
-            return parse(text)
+            value = parse(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
+        if type(value) in (int, float):
+            number = CliInt(value) if type(value) is int else CliFloat(value)
+            number.text = text.strip()
+            return number
+        return value
     return text
 
 
@@ -52,6 +92,11 @@ def parse_cli_args(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
                 f"Argument '{arg}' is not of the form key=value, e.g. out=emb.pth."
             )
         *parents, leaf = key.split(".")
+        if "" in (*parents, leaf):
+            raise LightlyTrainError(
+                f"Argument '{arg}' has an empty part in its key; use dots only "
+                "between names, e.g. transform_args.image_size=[32,32]."
+            )
         node = result
         for i, part in enumerate(parents):
             node = node.setdefault(part, {})

@@ -56,7 +56,11 @@ def _check_model_name(model: str) -> str:
     valid = list_models()
     if model in valid:
         return model.split("/", 1)[1]
-    close = difflib.get_close_matches(model, valid, n=1)
+    # Match "resnet18" to "torchvision/resnet18" too.
+    names = {v.split("/", 1)[1]: v for v in valid}
+    close = difflib.get_close_matches(model, valid, n=1) or [
+        names[n] for n in difflib.get_close_matches(model.split("/")[-1], names, n=1)
+    ]
     hint = f" Did you mean '{close[0]}'?" if close else ""
     raise LightlyTrainError(
         f"Unknown model '{model}'.{hint} Valid models are: {', '.join(valid)}."
@@ -77,7 +81,7 @@ def build_backbone(model: str, model_args: dict[str, Any] | None = None) -> nn.M
     name = _check_model_name(model)
     try:
         net = torchvision.models.get_model(name, weights=None, **(model_args or {}))
-    except TypeError as ex:
+    except (TypeError, ValueError, AssertionError) as ex:
         raise LightlyTrainError(f"Invalid model_args for '{model}': {ex}") from ex
     replace, linear = _TORCHVISION_HEADS[_family(name)]  # type: ignore[index]
     feature_dim = net.get_submodule(linear).in_features
@@ -93,5 +97,10 @@ def feature_dim(backbone: nn.Module) -> int:
     dim = getattr(backbone, "feature_dim", None)
     if isinstance(dim, int):
         return dim
+    # Probe in eval mode so BatchNorm statistics stay as they are.
+    was_training = backbone.training
+    backbone.eval()
     with torch.no_grad():
-        return int(backbone(torch.zeros(1, 3, 224, 224)).shape[-1])
+        features = backbone(torch.zeros(1, 3, 224, 224))  # (1, C) or (1, C, H, W)
+    backbone.train(was_training)
+    return int(features.shape[1])

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from lightly_train.errors import LightlyTrainError
+from lightly_train.models.registry import (
+    _TORCHVISION_HEADS,
+    build_backbone,
+    feature_dim,
+    list_models,
+)
+
+# One model per family of ``_TORCHVISION_HEADS``, small enough to run on a CPU.
+REPRESENTATIVE = [
+    ("torchvision/resnet18", None),
+    ("torchvision/resnext50_32x4d", None),
+    ("torchvision/wide_resnet50_2", None),
+    ("torchvision/regnet_x_400mf", None),
+    ("torchvision/convnext_tiny", None),
+    ("torchvision/efficientnet_b0", None),
+    ("torchvision/mobilenet_v2", None),
+    ("torchvision/mobilenet_v3_small", None),
+    ("torchvision/vit_b_32", {"image_size": 64}),
+    ("torchvision/swin_t", None),
+]
+
+# The torchvision modules that define the supported families, found independently of
+# the name prefixes the registry matches on.
+SUPPORTED_MODULES = {
+    "torchvision.models.resnet",  # resnet, resnext, wide_resnet
+    "torchvision.models.regnet",
+    "torchvision.models.convnext",
+    "torchvision.models.efficientnet",
+    "torchvision.models.mobilenetv2",
+    "torchvision.models.mobilenetv3",
+    "torchvision.models.vision_transformer",
+    "torchvision.models.swin_transformer",
+}
+
+# RegNet computes its stage widths with tensor ops that cannot run on the meta
+# device; REPRESENTATIVE builds one for real.
+META_MODELS = [m for m in list_models() if not m.startswith("torchvision/regnet")]
+
+
+def _has_classifier(backbone: nn.Module) -> bool:
+    return any(
+        isinstance(m, nn.Linear) and m.out_features == 1000 for m in backbone.modules()
+    )
+
+
+def test_representative_covers_every_family() -> None:
+    names = [name.split("/")[1] for name, _ in REPRESENTATIVE]
+    for family in _TORCHVISION_HEADS:
+        assert any(n.startswith(family) for n in names), family
+
+
+@pytest.mark.parametrize(("model", "model_args"), REPRESENTATIVE)
+def test_build_backbone(model: str, model_args: dict[str, Any] | None) -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone(model, model_args).eval()
+    assert not _has_classifier(backbone)
+    with torch.no_grad():
+        features = backbone(torch.randn(2, 3, 64, 64))
+    assert features.shape == (2, backbone.feature_dim)
+    assert feature_dim(backbone) == backbone.feature_dim
+    assert torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("model", META_MODELS)
+def test_build_backbone__every_model_on_meta_device(model: str) -> None:
+    # The meta device builds and runs models without memory or compute: this checks
+    # the head removal and feature_dim of every model, even the largest.
+    with torch.device("meta"):
+        backbone = build_backbone(model).eval()
+        features = backbone(torch.empty(2, 3, 224, 224))
+    assert isinstance(backbone.feature_dim, int)
+    assert features.shape == (2, backbone.feature_dim)
+    assert not _has_classifier(backbone)
+
+
+def test_list_models__every_family_has_a_model() -> None:
+    models = list_models()
+    for family in _TORCHVISION_HEADS:
+        assert any(m.startswith(f"torchvision/{family}") for m in models), family
+
+
+def test_list_models__all_torchvision_models_of_the_families() -> None:
+    expected = {
+        f"torchvision/{name}"
+        for name in torchvision.models.list_models(module=torchvision.models)
+        if torchvision.models.get_model_builder(name).__module__ in SUPPORTED_MODULES
+    }
+    models = list_models()
+    assert set(models) == expected
+    assert models == sorted(models)
+    assert len(models) == len(set(models))
+    for name in ["torchvision/wide_resnet101_2", "torchvision/efficientnet_v2_s"]:
+        assert name in models
+    for name in ["torchvision/alexnet", "torchvision/maxvit_t", "torchvision/vgg16"]:
+        assert name not in models
+
+
+def test_build_backbone__random_init() -> None:
+    first = build_backbone("torchvision/resnet18")
+    second = build_backbone("torchvision/resnet18")
+    assert not torch.equal(first.conv1.weight, second.conv1.weight)
+
+
+def test_build_backbone__model_args() -> None:
+    backbone = build_backbone("torchvision/resnet18", {"num_classes": 10})
+    assert backbone.feature_dim == 512
+    with torch.no_grad():
+        assert backbone.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 512)
+
+
+def test_build_backbone__unknown_model() -> None:
+    with pytest.raises(LightlyTrainError) as ex:
+        build_backbone("torchvision/resnet19")
+    message = str(ex.value)
+    assert "Unknown model 'torchvision/resnet19'." in message
+    assert "Did you mean 'torchvision/resnet18'?" in message
+    assert f"Valid models are: {', '.join(list_models())}." in message
+
+
+@pytest.mark.parametrize("model", ["torchvision/alexnet", "timm/resnet18", ""])
+def test_build_backbone__unsupported_model(model: str) -> None:
+    with pytest.raises(LightlyTrainError, match=f"Unknown model '{model}'"):
+        build_backbone(model)
+
+
+def test_build_backbone__name_without_library() -> None:
+    # Leaving out "torchvision/" is the likeliest mistake: the hint must catch it.
+    with pytest.raises(LightlyTrainError) as ex:
+        build_backbone("resnet18")
+    assert "Did you mean 'torchvision/resnet18'?" in str(ex.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "model_args"),
+    [
+        ("torchvision/resnet18", {"not_an_arg": 1}),
+        ("torchvision/swin_t", {"not_an_arg": 1}),
+        ("torchvision/resnet18", {"weights": "DEFAULT"}),  # never download
+    ],
+)
+def test_build_backbone__invalid_model_args(model: str, model_args: dict) -> None:
+    with pytest.raises(LightlyTrainError, match=f"Invalid model_args for '{model}'"):
+        build_backbone(model, model_args)
+
+
+def test_build_backbone__invalid_model_arg_value() -> None:
+    # 65 px is not a multiple of the 32 px patches: torchvision asserts.
+    with pytest.raises(LightlyTrainError, match="Invalid model_args"):
+        build_backbone("torchvision/vit_b_32", {"image_size": 65})
