@@ -31,6 +31,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def open_image(data: bytes, min_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decodes image bytes to an upright RGB PIL image.
+
+    Applies EXIF orientation and converts any mode to RGB. With ``min_size``
+    (height, width), a JPEG may be decoded at a reduced scale, never below it.
+    Raises on corrupt, truncated or non-image data.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        if min_size is not None and image.format == "JPEG":
+            height, width = min_size
+            transposed = image.getexif().get(_ORIENTATION) in _TRANSPOSED
+            image.draft("RGB", (height, width) if transposed else (width, height))
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
+
+
 def load_image(data: bytes, image_size: tuple[int, int]) -> np.ndarray:
     """Decodes image bytes to a ``(height, width, 3)`` uint8 array of ``image_size``.
 
@@ -38,17 +54,10 @@ def load_image(data: bytes, image_size: tuple[int, int]) -> np.ndarray:
     Raises on corrupt, truncated or non-image data.
     """
     height, width = image_size
-    with Image.open(io.BytesIO(data)) as image:
-        if image.format == "JPEG":
-            # Decode at a reduced scale when the target is small; never below target.
-            transposed = image.getexif().get(_ORIENTATION) in _TRANSPOSED
-            image.draft("RGB", (height, width) if transposed else (width, height))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        image = to_rgb(image)
-        if image.size != (width, height):
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.uint8)
+    image = open_image(data, min_size=image_size)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def read_file(path: str) -> bytes:

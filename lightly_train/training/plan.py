@@ -1,0 +1,59 @@
+"""How many training workers run, on what, with how many CPUs and loader processes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from lightly_train.errors import LightlyTrainError
+
+GPU_LOADER_WORKERS = 4  # per GPU worker, when num_workers="auto"
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    accelerator: Literal["cpu", "gpu"]
+    num_workers: int  # Ray Train workers = devices x num_nodes
+    cpus_per_worker: int
+    loader_workers: int  # DataLoader processes per worker
+
+
+def plan_workers(
+    accelerator: str,
+    devices: int | Literal["auto"],
+    num_nodes: int,
+    num_workers: int | Literal["auto"],
+    precision: str,
+    cluster: dict[str, float],
+) -> WorkerPlan:
+    """One worker per GPU; on CPUs ``devices`` workers (default 1) per node.
+
+    A CPU worker reserves an equal share of the cluster's CPUs; its loader processes
+    use that share. A GPU worker reserves one CPU and, by default, runs
+    ``GPU_LOADER_WORKERS`` loader processes on its node's CPUs.
+    """
+    cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
+    if accelerator == "auto":
+        accelerator = "gpu" if gpus > 0 else "cpu"
+    if accelerator == "gpu" and gpus == 0:
+        raise LightlyTrainError(
+            "accelerator='gpu' but the Ray cluster has no GPUs. Use accelerator='cpu' "
+            "or 'auto', or add GPU nodes to the cluster."
+        )
+    if precision == "16-mixed" and accelerator != "gpu":
+        raise LightlyTrainError(
+            "precision='16-mixed' needs a GPU. On CPU use '32-true' or 'bf16-mixed'."
+        )
+    if accelerator == "gpu":
+        per_node = max(1, gpus // num_nodes) if devices == "auto" else devices
+        loaders = GPU_LOADER_WORKERS if num_workers == "auto" else num_workers
+        return WorkerPlan("gpu", per_node * num_nodes, 1, loaders)
+    workers = (1 if devices == "auto" else devices) * num_nodes
+    if workers > cpus:
+        raise LightlyTrainError(
+            f"{workers} CPU training workers need {workers} CPUs but the Ray cluster "
+            f"has {cpus}. Use devices={max(1, cpus // num_nodes)} or fewer."
+        )
+    per_worker = max(1, cpus // workers)
+    loaders = per_worker - 1 if num_workers == "auto" else num_workers
+    return WorkerPlan("cpu", workers, per_worker, loaders)

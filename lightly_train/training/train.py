@@ -1,0 +1,258 @@
+"""The ``train`` driver: check everything, prepare ``out``, run Ray Train, export.
+
+checks (driver) -> out/ -> TorchTrainer(N workers: Lightning + RayDDPStrategy)
+  -> out/checkpoints/last.ckpt -> out/exported_models/exported_last.pt
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import ray
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from lightly_train.config import validate_config
+from lightly_train.data.files import list_image_files
+from lightly_train.errors import LightlyTrainError
+from lightly_train.methods import get_method
+from lightly_train.models import build_embedding_model
+from lightly_train.runtime import ray_session
+from lightly_train.training.config import TrainConfig
+from lightly_train.training.plan import WorkerPlan, plan_workers
+from lightly_train.training.worker import WorkerSpec, log_to_file, train_worker
+
+logger = logging.getLogger(__name__)
+
+# What a run writes into out/; overwrite=True removes exactly these.
+OUTPUTS = (
+    "checkpoints", "exported_models", "metrics.jsonl", "train.log", "config.json",
+    "tensorboard", ".ray_train",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a ``train`` run wrote."""
+
+    out: Path
+    checkpoint: Path  # out/checkpoints/last.ckpt
+    exported: Path  # out/exported_models/exported_last.pt
+    seconds: float
+
+
+def train(
+    out: str | os.PathLike[str],
+    data: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    model: str,
+    method: str = "simclr",
+    method_args: dict[str, Any] | None = None,
+    model_args: dict[str, Any] | None = None,
+    embed_dim: int | None = None,
+    epochs: int = 100,
+    batch_size: int = 128,
+    num_workers: int | Literal["auto"] = "auto",
+    devices: int | Literal["auto"] = "auto",
+    num_nodes: int = 1,
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto",
+    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true",
+    seed: int = 0,
+    optim_args: dict[str, Any] | None = None,
+    transform_args: dict[str, Any] | None = None,
+    loggers: dict[str, Any] | None = None,
+    resume_interrupted: bool = False,
+    overwrite: bool = False,
+) -> TrainSummary:
+    """Pretrains a model with self-supervised learning on the images under ``data``.
+
+    Runs Lightning inside Ray Train: one worker per GPU (``devices`` x ``num_nodes``),
+    or CPU workers when the cluster has no GPUs. Uses the Ray cluster at
+    ``RAY_ADDRESS`` (as under ``ray job submit``) or starts a local Ray.
+
+    Args:
+        out: Output directory. Gets ``checkpoints/last.ckpt`` (a lightly-train and
+            Lightning checkpoint), ``exported_models/exported_last.pt`` (the
+            backbone's torchvision state_dict), ``metrics.jsonl``, ``train.log`` and
+            ``config.json``. On a cluster it must be on storage all nodes share.
+        data: Directory with images, or a list of directories and image files.
+        model: A name from ``lightly_train.list_models()``.
+        method: A name from ``lightly_train.list_methods()``.
+        method_args: Method arguments (e.g. ``{"temperature": 0.2}``).
+        model_args: Model builder arguments (e.g. ``{"image_size": 64}`` for a ViT).
+        embed_dim: Add a projection so embeddings have this size.
+        epochs: Passes over the data.
+        batch_size: Global batch size, split evenly over the workers.
+        num_workers: Data loading processes per worker; ``"auto"`` sizes them from
+            the CPUs.
+        devices: Workers per node; ``"auto"`` uses every GPU (or one CPU worker).
+        num_nodes: Number of nodes.
+        accelerator: ``"cpu"``, ``"gpu"`` or ``"auto"``.
+        precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"`` (GPU only).
+        seed: Random seed.
+        optim_args: Optimizer arguments (``optimizer``, ``lr``, ``weight_decay``,
+            ``warmup_steps``, ...); unset values take the method's paper defaults.
+        transform_args: Augmentation arguments, at least ``image_size``.
+        loggers: ``{"tensorboard": True}`` adds TensorBoard; jsonl is always on.
+        resume_interrupted: Continue from ``out/checkpoints/last.ckpt`` with the
+            same step, optimizer and scheduler state.
+        overwrite: Remove the outputs of a former run in ``out`` first.
+
+    Example:
+        >>> import lightly_train
+        >>> lightly_train.train(
+        ...     out="out/my_experiment", data="my_data_dir",
+        ...     model="torchvision/resnet50", method="simclr", epochs=100,
+        ... )  # doctest: +SKIP
+    """
+    return run(validate_config(TrainConfig, dict(locals())))
+
+
+def run(config: TrainConfig) -> TrainSummary:
+    """Runs ``train`` for a validated config."""
+    start = time.perf_counter()
+    if config.resume_interrupted and config.overwrite:
+        raise LightlyTrainError(
+            "Pass either resume_interrupted=True or overwrite=True, not both."
+        )
+    check_method(config)
+    files = list_image_files(config.data)
+    out = Path(config.out).resolve()
+    resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
+    log_to_file(out / "train.log")
+    logger.info(f"Training {config.model} with {config.method} on {len(files)} images.")
+    with ray_session():
+        plan = plan_workers(
+            config.accelerator, config.devices, config.num_nodes, config.num_workers,
+            config.precision, ray.cluster_resources(),
+        )  # fmt: skip
+        spec = WorkerSpec(
+            config={**config.model_dump(), "out": str(out)},
+            paths=[str(Path(p).resolve()) for p in files.paths],
+            accelerator=plan.accelerator,
+            worker_batch_size=worker_batch_size(config.batch_size, plan),
+            loader_workers=plan.loader_workers,
+            steps_per_epoch=steps_per_epoch(len(files), config.batch_size, plan),
+            resume_from=str(resume_from) if resume_from else None,
+        )
+        fit(spec, plan, out)
+    checkpoint = out / "checkpoints" / "last.ckpt"
+    exported = export_backbone(checkpoint, out / "exported_models" / "exported_last.pt")
+    seconds = time.perf_counter() - start
+    logger.info(
+        f"Training done in {seconds:.1f} s. Checkpoint: '{checkpoint}'. "
+        f"Exported backbone: '{exported}'."
+    )
+    return TrainSummary(out, checkpoint, exported, seconds)
+
+
+def check_method(config: TrainConfig) -> None:
+    """Builds the method once on the driver, so bad arguments fail before Ray."""
+    method_cls = get_method(config.method)
+    method_cls.transform(config.transform_args)
+    method_cls(
+        build_embedding_model(config.model, config.model_args, config.embed_dim),
+        config.method_args,
+        config.optim_args,
+        total_steps=1,
+    )
+
+
+def prepare_out(out: Path, overwrite: bool, resume: bool) -> Path | None:
+    """Checks ``out`` and returns the checkpoint to resume from, if any."""
+    if out.exists() and not out.is_dir():
+        raise LightlyTrainError(f"Output '{out}' is a file; out must be a directory.")
+    last = out / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise LightlyTrainError(
+                f"resume_interrupted=True but there is no '{last}' to resume from. "
+                "Start a new run without resume_interrupted."
+            )
+        return last
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise LightlyTrainError(
+                f"Output directory '{out}' is not empty. Pass overwrite=True to "
+                "replace its outputs, resume_interrupted=True to continue the run "
+                "in it, or choose another out."
+            )
+        for name in OUTPUTS:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def worker_batch_size(batch_size: int, plan: WorkerPlan) -> int:
+    if batch_size % plan.num_workers:
+        raise LightlyTrainError(
+            f"batch_size={batch_size} cannot be split evenly over {plan.num_workers} "
+            f"workers. Use a multiple of {plan.num_workers}."
+        )
+    return batch_size // plan.num_workers
+
+
+def steps_per_epoch(num_images: int, batch_size: int, plan: WorkerPlan) -> int:
+    # DistributedSampler pads each shard to ceil(N / workers); loaders drop_last.
+    shard = math.ceil(num_images / plan.num_workers)
+    steps = shard // (batch_size // plan.num_workers)
+    if steps == 0:
+        raise LightlyTrainError(
+            f"batch_size={batch_size} is larger than the {num_images} images in "
+            f"data. Use batch_size={num_images} or less."
+        )
+    return steps
+
+
+def fit(spec: WorkerSpec, plan: WorkerPlan, out: Path) -> None:
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=spec.__dict__,
+        scaling_config=ScalingConfig(
+            num_workers=plan.num_workers,
+            use_gpu=plan.accelerator == "gpu",
+            resources_per_worker={"CPU": plan.cpus_per_worker}
+            | ({"GPU": 1} if plan.accelerator == "gpu" else {}),
+        ),
+        run_config=RunConfig(name="run", storage_path=str(out / ".ray_train")),
+    )
+    try:
+        trainer.fit()
+    except Exception as ex:
+        cause = user_error(ex)
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def user_error(ex: BaseException) -> LightlyTrainError | None:
+    """The LightlyTrainError a worker raised, if that is why training failed."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [ex]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, LightlyTrainError):
+            return err
+        stack += [err.__cause__, err.__context__, *getattr(err, "exceptions", [])]
+        stack += list(getattr(err, "worker_failures", {}).values())
+    return None
+
+
+def export_backbone(checkpoint: Path, path: Path) -> Path:
+    from lightly_train.export import export
+
+    export(out=path, checkpoint=checkpoint, part="model", overwrite=True)
+    return path

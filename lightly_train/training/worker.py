@@ -1,0 +1,138 @@
+"""What each Ray Train worker runs: build the data and the method, then fit.
+
+Everything the worker needs arrives in one plain dict (``WorkerSpec``) from the
+driver, so the same function runs on a laptop and on any node of a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning
+import ray.train
+from lightning.pytorch.callbacks import ModelCheckpoint
+from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+from lightly_train.methods import get_method
+from lightly_train.models import build_embedding_model
+from lightly_train.training.callbacks import CheckpointEntry, JsonlMetrics
+from lightly_train.training.config import TrainConfig
+from lightly_train.training.data import build_dataloader
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """The driver's decisions, shipped to every worker."""
+
+    config: dict[str, Any]  # TrainConfig as a dict
+    paths: list[str]  # sorted image files
+    accelerator: str  # "cpu" or "gpu"
+    worker_batch_size: int
+    loader_workers: int
+    steps_per_epoch: int
+    resume_from: str | None
+
+
+def log_to_file(path: Path) -> None:
+    """Sends lightly_train's and Lightning's log lines to ``path`` with timestamps."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s")
+    )
+    for name in ("lightly_train", "lightning.pytorch"):
+        logging.getLogger(name).addHandler(handler)
+
+
+def train_worker(spec_dict: dict[str, Any]) -> None:
+    """The Ray Train loop: one call per worker; rank 0 writes the outputs."""
+    spec = WorkerSpec(**spec_dict)
+    config = TrainConfig(**spec.config)
+    out = Path(config.out)
+    rank = ray.train.get_context().get_world_rank()
+    world_size = ray.train.get_context().get_world_size()
+    if rank == 0:
+        log_to_file(out / "train.log")
+    lightning.seed_everything(config.seed, workers=True, verbose=False)
+
+    method_cls = get_method(config.method)
+    transform_args = method_cls.transform_args_cls.model_validate(
+        config.transform_args or {}
+    )
+    loader = build_dataloader(
+        spec.paths,
+        method_cls.transform(transform_args),
+        batch_size=spec.worker_batch_size,
+        num_workers=spec.loader_workers,
+        seed=config.seed,
+    )
+    global_batch_size = spec.worker_batch_size * world_size
+    method = method_cls(
+        build_embedding_model(config.model, config.model_args, config.embed_dim),
+        config.method_args,
+        config.optim_args,
+        total_steps=config.epochs * spec.steps_per_epoch,
+        steps_per_epoch=spec.steps_per_epoch,
+        global_batch_size=global_batch_size,
+    )
+    if rank == 0:
+        resolved = {**spec.config, **method.resolved_args(), "world_size": world_size}
+        resolved["transform_args"] = transform_args.model_dump(mode="json")
+        (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+
+    normalize = transform_args.normalize.model_dump(mode="json")
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=out / "checkpoints", filename="{epoch}-{step}", save_last=True
+        ),
+        CheckpointEntry(
+            config.model,
+            config.model_args,
+            config.embed_dim,
+            transform_args.size(),
+            {k: list(v) for k, v in normalize.items()},
+        ),  # fmt: skip
+        JsonlMetrics(
+            out / "metrics.jsonl",
+            global_batch_size,
+            every_n_steps=max(1, min(50, spec.steps_per_epoch // 4)),
+        ),  # fmt: skip
+    ]
+    trainer = lightning.Trainer(
+        max_epochs=config.epochs,
+        accelerator=spec.accelerator,
+        devices="auto",
+        strategy=RayDDPStrategy(),
+        plugins=[RayLightningEnvironment()],
+        precision=config.precision,
+        callbacks=callbacks,
+        logger=loggers(config, out),
+        # SimCLR's global batch norm; torch syncs batch norm on GPUs only.
+        sync_batchnorm=world_size > 1 and spec.accelerator == "gpu",
+        log_every_n_steps=max(1, min(50, spec.steps_per_epoch // 4)),
+        enable_progress_bar=False,
+        enable_model_summary=rank == 0,
+        default_root_dir=out,
+    )
+    trainer = prepare_trainer(trainer)
+    with warnings.catch_warnings():
+        # Frozen teachers are kept in eval mode on purpose.
+        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+        trainer.fit(method, loader, ckpt_path=spec.resume_from)
+
+
+def loggers(config: TrainConfig, out: Path) -> list[Any] | bool:
+    """TensorBoard when asked for (metrics.jsonl is always written)."""
+    if not (config.loggers or {}).get("tensorboard"):
+        return False
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return [TensorBoardLogger(save_dir=out, name="tensorboard", version="")]
+
+
+def spec_dict(spec: WorkerSpec) -> dict[str, Any]:
+    return asdict(spec)
