@@ -19,16 +19,18 @@ from lightly_train._logging import setup_logging
 if TYPE_CHECKING:
     from lightly_train.checkpoint import load_embedding_model
     from lightly_train.embedding.pipeline import embed
+    from lightly_train.exporting import export
     from lightly_train.models import list_models
 
 # Imported on first use: Ray's decode workers import this package but need no torch.
 _API = {
     "embed": "lightly_train.embedding.pipeline",
+    "export": "lightly_train.exporting",
     "list_models": "lightly_train.models",
     "load_embedding_model": "lightly_train.checkpoint",
 }
 
-__all__ = ["embed", "list_models", "load_embedding_model"]
+__all__ = ["embed", "export", "list_models", "load_embedding_model"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,7 @@ import click
 from lightly_train.config import help_text, parse_cli_args, validate_config
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.errors import LightlyTrainError
+from lightly_train.exporting import ExportConfig
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -43,6 +44,28 @@ def embed(args: tuple[str, ...]) -> None:
     from lightly_train.embedding import pipeline
 
     pipeline.run(validate_config(EmbedConfig, parse_cli_args(args)))
+
+
+@cli.command(
+    context_settings={**_CONTEXT, "ignore_unknown_options": True},
+    epilog="\b\nArguments:\n" + help_text(ExportConfig),
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def export(args: tuple[str, ...]) -> None:
+    """Export the trained model of a checkpoint to a plain PyTorch file.
+
+    part=model is the backbone as the plain torchvision model (its classifier head
+    is untrained); part=embedding_model is the model embed uses.
+
+    \b
+    Example:
+      lightly-train export out=model.pt \\
+          checkpoint=out/my_experiment/checkpoints/last.ckpt \\
+          part=model format=torch_state_dict
+    """
+    from lightly_train.exporting import run
+
+    run(validate_config(ExportConfig, parse_cli_args(args)))
 
 
 def main() -> None:

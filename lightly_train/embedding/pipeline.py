@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from lightly_train._io import atomic_path
+from lightly_train._io import atomic_path, check_out_file
 from lightly_train.checkpoint import load_checkpoint_entry
 from lightly_train.config import validate_config
 from lightly_train.data.decode import decode_batch
@@ -97,7 +97,7 @@ def embed(
 def run(config: EmbedConfig) -> EmbedSummary:
     """Runs ``embed`` for a validated config."""
     start = time.perf_counter()
-    out = check_out(Path(config.out), config.overwrite)
+    out = check_out_file(Path(config.out), config.overwrite, "embeddings.pth")
     entry = load_checkpoint_entry(config.checkpoint)
     files = list_image_files(config.data)
     logger.info(f"Embedding {len(files)} images from {config.data}.")
@@ -144,22 +144,6 @@ def run(config: EmbedConfig) -> EmbedSummary:
     )
     log_summary(summary)
     return summary
-
-
-def check_out(out: Path, overwrite: bool) -> Path:
-    """Fails before any work if ``out`` cannot be written; creates its parents."""
-    if out.is_dir():
-        raise LightlyTrainError(
-            f"Output '{out}' is a directory. Pass a file path, e.g. "
-            f"out={out / 'embeddings.pth'}."
-        )
-    if out.exists() and not overwrite:
-        raise LightlyTrainError(
-            f"Output '{out}' already exists. Pass overwrite=True to replace it, or "
-            "choose another out."
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def check_precision(precision: str, plan: Plan) -> None:

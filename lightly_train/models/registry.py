@@ -40,6 +40,13 @@ def _family(name: str) -> str | None:
     return None
 
 
+def classifier_name(name: str) -> str | None:
+    """The torchvision model's classifier module that backbones replace (``"fc"``),
+    or None for a name outside the registry's families."""
+    family = _family(name)
+    return _TORCHVISION_HEADS[family][0] if family else None
+
+
 def list_models() -> list[str]:
     """Returns the names of all models that can be trained and embedded with.
 

@@ -124,21 +124,28 @@ def run(config: TrainConfig) -> TrainSummary:
     check_method(config)
     files = list_image_files(config.data)
     out = Path(config.out).resolve()
-    resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
-    log_to_file(out / "train.log")
-    logger.info(f"Training {config.model} with {config.method} on {len(files)} images.")
+    check_out(out, config.overwrite, config.resume_interrupted)
     with ray_session():
         plan = plan_workers(
             config.accelerator, config.devices, config.num_nodes, config.num_workers,
             config.precision, ray.cluster_resources(),
         )  # fmt: skip
+        batch_size = worker_batch_size(config.batch_size, plan)
+        steps = steps_per_epoch(len(files), config.batch_size, plan)
+        # Everything is checked: only now is anything written to out.
+        resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
+        log_to_file(out / "train.log")
+        logger.info(
+            f"Training {config.model} with {config.method} on {len(files)} images, "
+            f"{plan.num_workers} {plan.accelerator} worker(s), {steps} steps/epoch."
+        )
         spec = WorkerSpec(
             config={**config.model_dump(), "out": str(out)},
             paths=[str(Path(p).resolve()) for p in files.paths],
             accelerator=plan.accelerator,
-            worker_batch_size=worker_batch_size(config.batch_size, plan),
+            worker_batch_size=batch_size,
             loader_workers=plan.loader_workers,
-            steps_per_epoch=steps_per_epoch(len(files), config.batch_size, plan),
+            steps_per_epoch=steps,
             resume_from=str(resume_from) if resume_from else None,
         )
         fit(spec, plan, out)
@@ -164,25 +171,29 @@ def check_method(config: TrainConfig) -> None:
     )
 
 
-def prepare_out(out: Path, overwrite: bool, resume: bool) -> Path | None:
-    """Checks ``out`` and returns the checkpoint to resume from, if any."""
+def check_out(out: Path, overwrite: bool, resume: bool) -> None:
+    """Fails if ``out`` cannot take this run's outputs; writes nothing."""
     if out.exists() and not out.is_dir():
         raise LightlyTrainError(f"Output '{out}' is a file; out must be a directory.")
     last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise LightlyTrainError(
+            f"resume_interrupted=True but there is no '{last}' to resume from. "
+            "Start a new run without resume_interrupted."
+        )
+    if not resume and not overwrite and out.is_dir() and any(out.iterdir()):
+        raise LightlyTrainError(
+            f"Output directory '{out}' is not empty. Pass overwrite=True to replace "
+            "its outputs, resume_interrupted=True to continue the run in it, or "
+            "choose another out."
+        )
+
+
+def prepare_out(out: Path, overwrite: bool, resume: bool) -> Path | None:
+    """Clears a former run's outputs on overwrite; returns the checkpoint to resume."""
     if resume:
-        if not last.is_file():
-            raise LightlyTrainError(
-                f"resume_interrupted=True but there is no '{last}' to resume from. "
-                "Start a new run without resume_interrupted."
-            )
-        return last
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise LightlyTrainError(
-                f"Output directory '{out}' is not empty. Pass overwrite=True to "
-                "replace its outputs, resume_interrupted=True to continue the run "
-                "in it, or choose another out."
-            )
+        return out / "checkpoints" / "last.ckpt"
+    if overwrite:
         for name in OUTPUTS:
             path = out / name
             if path.is_dir():
@@ -252,7 +263,7 @@ def user_error(ex: BaseException) -> LightlyTrainError | None:
 
 
 def export_backbone(checkpoint: Path, path: Path) -> Path:
-    from lightly_train.export import export
+    from lightly_train.exporting import export
 
     export(out=path, checkpoint=checkpoint, part="model", overwrite=True)
     return path
