@@ -65,7 +65,7 @@ def main() -> None:
     size = (args.image_size, args.image_size)
 
     ray.init()
-    plan = plan_actors("auto", "auto", "auto", ray.cluster_resources())
+    plan = plan_actors("auto", "auto", "auto", "32-true", ray.cluster_resources())
     cpus = int(ray.cluster_resources()["CPU"])
     decode_cpus = cpus - plan.num_actors * plan.cpus_per_actor
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
-"""The README's main job: embed the bundled sample photos on a local Ray.
+"""The README's main job: pretrain on the bundled sample photos, then embed them.
 
-Until ``train`` lands, the checkpoint is a randomly initialised resnet18 written in the
-lightly-train checkpoint format.
+Runs on a local Ray (or the cluster at RAY_ADDRESS). A few SimCLR epochs at 64 px on
+CPU; on real data use more epochs, larger images and GPUs.
 
     python examples/demo.py [out_dir]
 """
@@ -14,28 +14,37 @@ from pathlib import Path
 import torch
 
 import lightly_train
-from lightly_train.checkpoint import create_checkpoint
 
 HERE = Path(__file__).parent
 
 
 def main(out_dir: Path) -> None:
-    checkpoint = create_checkpoint(
-        out_dir / "checkpoints" / "last.ckpt", model="torchvision/resnet18"
+    data = HERE / "sample_images"
+    run = lightly_train.train(
+        out=out_dir / "my_experiment",
+        data=data,
+        model="torchvision/resnet18",
+        method="simclr",
+        epochs=5,
+        batch_size=8,
+        transform_args={"image_size": 64},
+        overwrite=True,
     )
     summary = lightly_train.embed(
         out=out_dir / "embeddings.pth",
-        data=HERE / "sample_images",
-        checkpoint=checkpoint,
+        data=data,
+        checkpoint=run.checkpoint,
         format="torch",
+        image_size=64,
         overwrite=True,
     )
     embeddings = torch.load(summary.out, weights_only=True)
-    print(f"{len(embeddings['filenames'])} embeddings of dim {summary.dim}:")
+    print(f"\n{len(embeddings['filenames'])} embeddings of dim {summary.dim}:")
     for name, vector in zip(
         embeddings["filenames"], embeddings["embeddings"], strict=True
     ):
-        print(f"  {name:24s} {vector[:4].tolist()}")
+        print(f"  {name:24s} {[round(v, 4) for v in vector[:4].tolist()]} ...")
+    print(f"Checkpoint: {run.checkpoint}")
     print(f"Embeddings are in {summary.out.resolve()}")
 
 

@@ -14,6 +14,7 @@ from lightly_train.config import help_text, parse_cli_args, validate_config
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.errors import LightlyTrainError
 from lightly_train.exporting import ExportConfig
+from lightly_train.training.config import TrainConfig
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -26,6 +27,29 @@ def cli() -> None:
     transform_args.image_size=[32,32]. Values are parsed as literals (ints, floats,
     true/false, null, lists, quoted strings); anything else is a string.
     """
+
+
+def _train(args: tuple[str, ...]) -> None:
+    """Pretrain a model with self-supervised learning on the images under data.
+
+    \b
+    Example:
+      lightly-train train out=out/my_experiment data=my_data_dir \\
+          model=torchvision/resnet50 method=simclr epochs=100
+    """
+    from lightly_train.training import train
+
+    train.run(validate_config(TrainConfig, parse_cli_args(args)))
+
+
+for _name in ("train", "pretrain"):  # pretrain: an alias, as in LightlyTrain
+    cli.command(
+        _name,
+        context_settings={**_CONTEXT, "ignore_unknown_options": True},
+        epilog="\b\nArguments:\n" + help_text(TrainConfig),
+        short_help="Pretrain a model with self-supervised learning."
+        + (" Alias of train." if _name == "pretrain" else ""),
+    )(click.argument("args", nargs=-1, type=click.UNPROCESSED)(_train))
 
 
 @cli.command(

@@ -46,10 +46,30 @@ class Plan:
     decode_tasks: int | None  # None: as many as free CPUs allow
 
 
+def resolve_accelerator(
+    accelerator: str, precision: str, cluster: dict[str, float]
+) -> Literal["cpu", "gpu"]:
+    """``auto`` is ``gpu`` when the cluster has GPUs; checks what the choice allows."""
+    gpus = int(cluster.get("GPU", 0))
+    if accelerator == "auto":
+        accelerator = "gpu" if gpus > 0 else "cpu"
+    if accelerator == "gpu" and gpus == 0:
+        raise LightlyTrainError(
+            "accelerator='gpu' but the Ray cluster has no GPUs. Use "
+            "accelerator='cpu' or 'auto', or add GPU nodes to the cluster."
+        )
+    if precision == "16-mixed" and accelerator != "gpu":
+        raise LightlyTrainError(
+            "precision='16-mixed' needs a GPU. On CPU use '32-true' or 'bf16-mixed'."
+        )
+    return "gpu" if accelerator == "gpu" else "cpu"
+
+
 def plan_actors(
     accelerator: str,
     devices: int | Literal["auto"],
     num_workers: int | Literal["auto"],
+    precision: str,
     cluster: dict[str, float],
 ) -> Plan:
     """Sizes the model actor pool from the cluster's resources.
@@ -59,15 +79,8 @@ def plan_actors(
     tasks always have CPUs left and the pipeline cannot deadlock on a small machine.
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
-    if accelerator == "auto":
-        accelerator = "gpu" if gpus > 0 else "cpu"
     decode = None if num_workers == "auto" else num_workers
-    if accelerator == "gpu":
-        if gpus == 0:
-            raise LightlyTrainError(
-                "accelerator='gpu' but the Ray cluster has no GPUs. Use "
-                "accelerator='cpu' or 'auto', or add GPU nodes to the cluster."
-            )
+    if resolve_accelerator(accelerator, precision, cluster) == "gpu":
         actors = gpus if devices == "auto" else devices
         if actors > gpus:
             logger.warning(

@@ -1,5 +1,6 @@
 """The real ``lightly-train`` executable, run as a user would."""
 
+import json
 import os
 import subprocess
 import sys
@@ -102,3 +103,39 @@ def test_unknown_command() -> None:
     result = run_cli("embedd")
     assert result.returncode == 2
     assert "No such command 'embedd'" in result.stderr
+
+
+def test_train_then_embed_as_in_the_spec(ray_address: str, tmp_path: Path) -> None:
+    data = tmp_path / "my_data_dir"
+    for i in range(8):
+        write_image(data / f"{i}.jpg", "RGB", size=(36, 36), seed=i)
+    experiment = tmp_path / "out" / "my_experiment"
+    result = run_cli(
+        "pretrain", f"out={experiment}", f"data={data}", "model=torchvision/resnet18",
+        "epochs=1", "batch_size=4", "transform_args.image_size=[32,32]",
+        "method_args.temperature=0.2", "embed_dim=8", ray_address=ray_address,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((experiment / "config.json").read_text())
+    assert config["method_args"]["temperature"] == 0.2
+    assert config["transform_args"]["image_size"] == [32, 32]
+
+    out = tmp_path / "my_embeddings.pth"
+    checkpoint = experiment / "checkpoints" / "last.ckpt"
+    result = run_cli(
+        "embed", f"out={out}", f"data={data}", f"checkpoint={checkpoint}",
+        "format=torch", "image_size=32", ray_address=ray_address,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    embeddings = torch.load(out, weights_only=True)
+    assert embeddings["filenames"] == [f"{i}.jpg" for i in range(8)]
+    assert embeddings["embeddings"].shape == (8, 8)
+
+
+def test_train_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    result = run_cli(
+        "train", f"out={tmp_path / 'o'}", f"data={tmp_path}", "model=resnet18"
+    )
+    assert result.returncode == 2
+    assert "Did you mean 'torchvision/resnet18'?" in result.stderr
+    assert "Traceback" not in result.stderr

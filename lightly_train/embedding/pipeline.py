@@ -106,9 +106,9 @@ def run(config: EmbedConfig) -> EmbedSummary:
             config.accelerator,
             config.devices,
             config.num_workers,
+            config.precision,
             ray.cluster_resources(),
         )
-        check_precision(config.precision, plan)
         ds = ray.data.from_arrow(manifest(files, plan))
         ds = ds.map_batches(
             decode_batch,
@@ -144,13 +144,6 @@ def run(config: EmbedConfig) -> EmbedSummary:
     )
     log_summary(summary)
     return summary
-
-
-def check_precision(precision: str, plan: Plan) -> None:
-    if precision == "16-mixed" and plan.accelerator != "gpu":
-        raise LightlyTrainError(
-            "precision='16-mixed' needs a GPU. On CPU use '32-true' or 'bf16-mixed'."
-        )
 
 
 def manifest(files: ImageFiles, plan: Plan) -> list[pa.Table]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lightly_train.errors import LightlyTrainError
+from lightly_train.runtime import resolve_accelerator
 
 GPU_LOADER_WORKERS = 4  # per GPU worker, when num_workers="auto"
 
@@ -33,18 +34,7 @@ def plan_workers(
     ``GPU_LOADER_WORKERS`` loader processes on its node's CPUs.
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
-    if accelerator == "auto":
-        accelerator = "gpu" if gpus > 0 else "cpu"
-    if accelerator == "gpu" and gpus == 0:
-        raise LightlyTrainError(
-            "accelerator='gpu' but the Ray cluster has no GPUs. Use accelerator='cpu' "
-            "or 'auto', or add GPU nodes to the cluster."
-        )
-    if precision == "16-mixed" and accelerator != "gpu":
-        raise LightlyTrainError(
-            "precision='16-mixed' needs a GPU. On CPU use '32-true' or 'bf16-mixed'."
-        )
-    if accelerator == "gpu":
+    if resolve_accelerator(accelerator, precision, cluster) == "gpu":
         per_node = max(1, gpus // num_nodes) if devices == "auto" else devices
         loaders = GPU_LOADER_WORKERS if num_workers == "auto" else num_workers
         return WorkerPlan("gpu", per_node * num_nodes, 1, loaders)
