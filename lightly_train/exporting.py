@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torchvision
 from pydantic import Field
 from torch import nn
 
@@ -22,7 +21,7 @@ from lightly_train._io import atomic_path, check_out_file
 from lightly_train.checkpoint import embedding_model_from_entry, load_checkpoint_entry
 from lightly_train.config import Config, validate_config
 from lightly_train.errors import LightlyTrainError
-from lightly_train.models.registry import classifier_name
+from lightly_train.models.registry import build_full_model, classifier_name
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def run(config: ExportConfig) -> Path:
     out = check_out_file(Path(config.out), config.overwrite, example="model.pt")
     entry = load_checkpoint_entry(config.checkpoint)
     module = (
-        torchvision_model(entry)
+        full_model(entry)
         if config.part == "model"
         else embedding_model_from_entry(entry)
     )
@@ -116,20 +115,18 @@ def run(config: ExportConfig) -> Path:
     return out
 
 
-def torchvision_model(entry: dict[str, Any]) -> nn.Module:
-    """The checkpoint's backbone as the full torchvision model, in eval mode.
+def full_model(entry: dict[str, Any]) -> nn.Module:
+    """The checkpoint's backbone as the library's full model, in eval mode.
 
-    The classifier, which the backbone lacks, keeps torchvision's random init.
+    The classifier, which the backbone lacks, keeps the library's random init.
     """
-    library, _, name = entry["model"].partition("/")
-    classifier = classifier_name(name) if library == "torchvision" else None
-    if classifier is None:
+    model = entry["model"]
+    if not model.startswith(("torchvision/", "timm/")):
         raise LightlyTrainError(
-            f"part='model' exports torchvision models; '{entry['model']}' is not "
+            f"part='model' exports torchvision and timm models; '{model}' is not "
             "one. Use part='embedding_model'."
         )
-    args = entry.get("model_args") or {}
-    net = torchvision.models.get_model(name, weights=None, **args)
+    net = build_full_model(model, entry.get("model_args"))
     prefix = "backbone."
     backbone = {
         key.removeprefix(prefix): value
@@ -137,11 +134,12 @@ def torchvision_model(entry: dict[str, Any]) -> nn.Module:
         if key.startswith(prefix)
     }
     missing, unexpected = net.load_state_dict(backbone, strict=False)
-    # build_backbone replaced exactly this module by nn.Identity; all else is trained.
-    untrained = [key for key in missing if not key.startswith(classifier + ".")]
+    # The backbone lacks exactly the classifier; everything else is trained.
+    classifier = classifier_name(model) + "."
+    untrained = [key for key in missing if not key.startswith(classifier)]
     if untrained or unexpected or not missing:
         raise RuntimeError(
-            f"Checkpoint weights do not match torchvision's {name}: missing "
-            f"{untrained}, unexpected {unexpected}, classifier keys {missing}."
+            f"Checkpoint weights do not match {model}: missing {untrained}, "
+            f"unexpected {unexpected}, classifier keys {missing}."
         )
     return net.eval()

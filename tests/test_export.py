@@ -166,7 +166,7 @@ def test_model_part_checks_the_backbone_weights(tmp_path) -> None:
     save_checkpoint(tmp_path / "c.ckpt", entry)
     with pytest.raises(RuntimeError, match=r"missing \['layer1.0.conv1.weight'\]"):
         export(out=tmp_path / "m.pt", checkpoint=tmp_path / "c.ckpt")
-    entry["model"] = "timm/resnet18"
+    entry["model"] = "custom/MyNet"
     save_checkpoint(tmp_path / "c.ckpt", entry)
     with pytest.raises(LightlyTrainError, match="Use part='embedding_model'"):
         export(out=tmp_path / "m.pt", checkpoint=tmp_path / "c.ckpt")
@@ -215,3 +215,17 @@ def test_cli_error_exits_2_without_traceback(resnet_ckpt, tmp_path) -> None:
     assert "expected 'torch_state_dict' or 'torch_model'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_timm_model_part_loads_strictly_into_timm(tmp_path) -> None:
+    import timm  # a dev dependency
+
+    ckpt = create_checkpoint(tmp_path / "c.ckpt", model="timm/resnet18")
+    export(out=tmp_path / "m.pt", checkpoint=ckpt)
+    net = timm.create_model("resnet18", pretrained=False)
+    net.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
+    net.reset_classifier(0)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = lightly_train.load_embedding_model(ckpt).backbone(x)
+        torch.testing.assert_close(net.eval()(x), expected)

@@ -40,15 +40,20 @@ def _family(name: str) -> str | None:
     return None
 
 
-def classifier_name(name: str) -> str | None:
-    """The torchvision model's classifier module that backbones replace (``"fc"``),
-    or None for a name outside the registry's families."""
-    family = _family(name)
-    return _TORCHVISION_HEADS[family][0] if family else None
+def _timm() -> Any:
+    """The timm module when installed (``pip install lightly-train[timm]``)."""
+    try:
+        import timm
+    except ImportError:
+        return None
+    return timm
 
 
 def list_models() -> list[str]:
     """Returns the names of all models that can be trained and embedded with.
+
+    ``torchvision/<name>`` for torchvision's classification families, and
+    ``timm/<name>`` for every timm model when timm is installed.
 
     Example:
         >>> import lightly_train
@@ -56,22 +61,58 @@ def list_models() -> list[str]:
         True
     """
     names = torchvision.models.list_models(module=torchvision.models)
-    return sorted(f"torchvision/{n}" for n in names if _family(n) is not None)
+    models = [f"torchvision/{n}" for n in names if _family(n) is not None]
+    timm = _timm()
+    if timm is not None:
+        models += [f"timm/{n}" for n in timm.list_models()]
+    return sorted(models)
 
 
-def _check_model_name(model: str) -> str:
+def _check_model_name(model: str) -> tuple[str, str]:
+    """Splits a valid name into (library, name); suggests the closest otherwise."""
     valid = list_models()
     if model in valid:
-        return model.split("/", 1)[1]
+        library, _, name = model.partition("/")
+        return library, name
+    hint = ""
+    if model.startswith("timm/") and _timm() is None:
+        hint = " timm models need timm: pip install 'lightly-train[timm]'."
     # Match "resnet18" to "torchvision/resnet18" too.
-    names = {v.split("/", 1)[1]: v for v in valid}
-    close = difflib.get_close_matches(model, valid, n=1) or [
-        names[n] for n in difflib.get_close_matches(model.split("/")[-1], names, n=1)
-    ]
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise LightlyTrainError(
-        f"Unknown model '{model}'.{hint} Valid models are: {', '.join(valid)}."
+    names = {v.split("/", 1)[1]: v for v in valid}  # torchvision's after timm's
+    close = [names[model]] if model in names else []
+    close = (
+        close
+        or difflib.get_close_matches(model, valid, n=1)
+        or [
+            names[n]
+            for n in difflib.get_close_matches(model.split("/")[-1], names, n=1)
+        ]
     )
+    hint += f" Did you mean '{close[0]}'?" if close else ""
+    listed = [v for v in valid if v.startswith("torchvision/")]
+    more = " and every timm model" if _timm() is not None else ""
+    raise LightlyTrainError(
+        f"Unknown model '{model}'.{hint} Valid models are: {', '.join(listed)}{more}."
+    )
+
+
+def build_full_model(model: str, model_args: dict[str, Any] | None = None) -> nn.Module:
+    """Builds the library's own model of that name, classifier included."""
+    library, name = _check_model_name(model)
+    try:
+        if library == "timm":
+            return _timm().create_model(name, pretrained=False, **(model_args or {}))
+        return torchvision.models.get_model(name, weights=None, **(model_args or {}))
+    except (TypeError, ValueError, AssertionError, RuntimeError) as ex:
+        raise LightlyTrainError(f"Invalid model_args for '{model}': {ex}") from ex
+
+
+def classifier_name(model: str) -> str:
+    """The module of ``build_full_model(model)`` that backbones lack (``"fc"``)."""
+    library, name = _check_model_name(model)
+    if library == "timm":
+        return _timm().models.get_pretrained_cfg_value(name, "classifier") or "head"
+    return _TORCHVISION_HEADS[_family(name)][0]  # type: ignore[index]
 
 
 def build_backbone(model: str, model_args: dict[str, Any] | None = None) -> nn.Module:
@@ -79,17 +120,19 @@ def build_backbone(model: str, model_args: dict[str, Any] | None = None) -> nn.M
 
     Args:
         model: A name from ``list_models()``, e.g. ``"torchvision/resnet18"``.
-        model_args: Keyword arguments for the torchvision builder, e.g.
-            ``{"image_size": 64}`` for a ViT trained on 64 px images.
+        model_args: Keyword arguments for the library's builder, e.g.
+            ``{"image_size": 64}`` for a torchvision ViT trained on 64 px images
+            (``{"img_size": 64}`` for timm).
 
     Returns:
         A module mapping ``(N, 3, H, W)`` to ``(N, D)``, with ``feature_dim == D``.
     """
-    name = _check_model_name(model)
-    try:
-        net = torchvision.models.get_model(name, weights=None, **(model_args or {}))
-    except (TypeError, ValueError, AssertionError) as ex:
-        raise LightlyTrainError(f"Invalid model_args for '{model}': {ex}") from ex
+    library, name = _check_model_name(model)
+    net = build_full_model(model, model_args)
+    if library == "timm":
+        net.reset_classifier(0)  # timm's own pooled-features mode
+        net.feature_dim = int(net.num_features)
+        return net
     replace, linear = _TORCHVISION_HEADS[_family(name)]  # type: ignore[index]
     feature_dim = net.get_submodule(linear).in_features
     parent_name, _, child = replace.rpartition(".")

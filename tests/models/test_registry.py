@@ -8,6 +8,7 @@ import torchvision
 from torch import nn
 
 from lightly_train.errors import LightlyTrainError
+from lightly_train.models import build_embedding_model
 from lightly_train.models.registry import (
     _TORCHVISION_HEADS,
     build_backbone,
@@ -44,7 +45,12 @@ SUPPORTED_MODULES = {
 
 # RegNet computes its stage widths with tensor ops that cannot run on the meta
 # device; REPRESENTATIVE builds one for real.
-META_MODELS = [m for m in list_models() if not m.startswith("torchvision/regnet")]
+# Every torchvision model (timm's are sampled below: there are over a thousand).
+META_MODELS = [
+    m
+    for m in list_models()
+    if m.startswith("torchvision/") and not m.startswith("torchvision/regnet")
+]
 
 
 def _has_classifier(backbone: nn.Module) -> bool:
@@ -95,7 +101,7 @@ def test_list_models__all_torchvision_models_of_the_families() -> None:
         for name in torchvision.models.list_models(module=torchvision.models)
         if torchvision.models.get_model_builder(name).__module__ in SUPPORTED_MODULES
     }
-    models = list_models()
+    models = [m for m in list_models() if m.startswith("torchvision/")]
     assert set(models) == expected
     assert models == sorted(models)
     assert len(models) == len(set(models))
@@ -124,10 +130,13 @@ def test_build_backbone__unknown_model() -> None:
     message = str(ex.value)
     assert "Unknown model 'torchvision/resnet19'." in message
     assert "Did you mean 'torchvision/resnet18'?" in message
-    assert f"Valid models are: {', '.join(list_models())}." in message
+    torchvision = [m for m in list_models() if m.startswith("torchvision/")]
+    assert (
+        f"Valid models are: {', '.join(torchvision)} and every timm model." in message
+    )
 
 
-@pytest.mark.parametrize("model", ["torchvision/alexnet", "timm/resnet18", ""])
+@pytest.mark.parametrize("model", ["torchvision/alexnet", "timm/not_a_model", ""])
 def test_build_backbone__unsupported_model(model: str) -> None:
     with pytest.raises(LightlyTrainError, match=f"Unknown model '{model}'"):
         build_backbone(model)
@@ -157,3 +166,23 @@ def test_build_backbone__invalid_model_arg_value() -> None:
     # 65 px is not a multiple of the 32 px patches: torchvision asserts.
     with pytest.raises(LightlyTrainError, match="Invalid model_args"):
         build_backbone("torchvision/vit_b_32", {"image_size": 65})
+
+
+def test_timm_models_are_listed_and_build() -> None:
+    import timm  # a dev dependency; optional for users
+
+    models = list_models()
+    assert "timm/resnet18" in models
+    assert len([m for m in models if m.startswith("timm/")]) == len(timm.list_models())
+    backbone = build_backbone("timm/vit_tiny_patch16_224", {"img_size": 32})
+    assert backbone.feature_dim == 192
+    with torch.no_grad():
+        assert backbone(torch.randn(2, 3, 32, 32)).shape == (2, 192)
+    embedder = build_embedding_model("timm/resnet18", embed_dim=4)
+    with torch.no_grad():
+        assert embedder(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+
+
+def test_unknown_timm_model_suggests_the_closest() -> None:
+    with pytest.raises(LightlyTrainError, match="Did you mean 'timm/resnet18'"):
+        build_backbone("timm/resnet1")
