@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Embed a directory of images on a running Ray cluster with `ray job submit`.
+#
+#   cluster/submit_embed.sh [key=value ...]
+#
+# The paths must be absolute and on storage every node mounts at the same path (the
+# EFS at /mnt/shared of ray-cluster.yaml, the PVC of kuberay/); they are read on the
+# cluster, not here. Other `lightly-train embed` arguments go on the command line, e.g.
+#   OUT=/mnt/shared/embeddings/images.csv FORMAT=csv cluster/submit_embed.sh image_size=128
+#
+# Environment:
+#   RAY_ADDRESS  the job server; default http://127.0.0.1:8265, where
+#                `ray dashboard cluster/ray-cluster.yaml` or
+#                `kubectl port-forward svc/lightly-train-head-svc 8265:8265` forwards it
+#   DATA, CHECKPOINT, OUT, FORMAT, DEVICES  the embed arguments below
+#   RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token  the cluster's auth token
+set -euo pipefail
+
+address="${RAY_ADDRESS:-http://127.0.0.1:8265}"
+data="${DATA:-/mnt/shared/data/images}"
+checkpoint="${CHECKPOINT:-/mnt/shared/runs/simclr-resnet50/checkpoints/last.ckpt}"
+out="${OUT:-/mnt/shared/embeddings/images.pth}"
+format="${FORMAT:-torch}"
+devices="${DEVICES:-4}"  # GPUs, one model actor each: one g5.12xlarge of ray-cluster.yaml
+
+# Token authentication (Ray >= 2.52): the client sends a token only when RAY_AUTH_MODE
+# is token. Ray reads it from RAY_AUTH_TOKEN, else the file at RAY_AUTH_TOKEN_PATH, else
+# ~/.ray/auth_token. As `ray start` does, turn token mode on when a token is there; a
+# cluster without auth ignores it.
+if [[ -z "${RAY_AUTH_MODE:-}" ]] && [[ -n "${RAY_AUTH_TOKEN:-}" ||
+  -n "${RAY_AUTH_TOKEN_PATH:-}" || -f "${HOME}/.ray/auth_token" ]]; then
+  export RAY_AUTH_MODE=token
+fi
+
+# lightly-train is installed in the cluster's image (cluster/Dockerfile): no working_dir
+# to upload. PYTHONUNBUFFERED: the job's log shows progress as it happens.
+exec ray job submit \
+  --address "${address}" \
+  --runtime-env-json '{"env_vars": {"PYTHONUNBUFFERED": "1"}}' \
+  -- lightly-train embed \
+  "out=${out}" \
+  "data=${data}" \
+  "checkpoint=${checkpoint}" \
+  "format=${format}" \
+  accelerator=gpu \
+  "devices=${devices}" \
+  "$@"
