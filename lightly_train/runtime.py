@@ -47,16 +47,28 @@ class Plan:
 
 
 def resolve_accelerator(
-    accelerator: str, precision: str, cluster: dict[str, float]
+    accelerator: str,
+    devices: int | Literal["auto"],
+    precision: str,
+    cluster: dict[str, float],
 ) -> Literal["cpu", "gpu"]:
-    """``auto`` is ``gpu`` when the cluster has GPUs; checks what the choice allows."""
+    """``auto`` is ``gpu`` when the cluster has GPUs; checks what the choice allows.
+
+    ``accelerator='gpu'`` with a number of ``devices`` on a cluster without GPUs
+    waits for an autoscaler to add them; with ``devices='auto'`` it is an error.
+    """
     gpus = int(cluster.get("GPU", 0))
     if accelerator == "auto":
         accelerator = "gpu" if gpus > 0 else "cpu"
     if accelerator == "gpu" and gpus == 0:
-        raise LightlyTrainError(
-            "accelerator='gpu' but the Ray cluster has no GPUs. Use "
-            "accelerator='cpu' or 'auto', or add GPU nodes to the cluster."
+        if devices == "auto":
+            raise LightlyTrainError(
+                "accelerator='gpu' but the Ray cluster has no GPUs. Use "
+                "accelerator='cpu' or 'auto', add GPU nodes, or on an autoscaling "
+                "cluster give the number of GPUs to wait for with devices=N."
+            )
+        logger.warning(
+            f"The Ray cluster has no GPUs yet; waiting for {devices} to be added."
         )
     if precision == "16-mixed" and accelerator != "gpu":
         raise LightlyTrainError(
@@ -80,7 +92,7 @@ def plan_actors(
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
     decode = None if num_workers == "auto" else num_workers
-    if resolve_accelerator(accelerator, precision, cluster) == "gpu":
+    if resolve_accelerator(accelerator, devices, precision, cluster) == "gpu":
         actors = gpus if devices == "auto" else devices
         if actors > gpus:
             logger.warning(

@@ -29,6 +29,11 @@ def test_gpu_requested_without_gpus() -> None:
         plan_actors("gpu", "auto", "auto", "32-true", {"CPU": 8.0})
 
 
+def test_explicit_gpus_wait_for_an_autoscaler() -> None:
+    plan = plan_actors("gpu", 4, "auto", "bf16-mixed", {"CPU": 8.0})
+    assert (plan.accelerator, plan.num_actors, plan.gpus_per_actor) == ("gpu", 4, 1)
+
+
 def test_too_many_cpu_actors_would_deadlock() -> None:
     with pytest.raises(LightlyTrainError, match="devices=1 or fewer"):
         plan_actors("cpu", 2, "auto", "32-true", {"CPU": 2.0})

@@ -34,7 +34,7 @@ def plan_workers(
     ``GPU_LOADER_WORKERS`` loader processes on its node's CPUs.
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
-    if resolve_accelerator(accelerator, precision, cluster) == "gpu":
+    if resolve_accelerator(accelerator, devices, precision, cluster) == "gpu":
         per_node = max(1, gpus // num_nodes) if devices == "auto" else devices
         loaders = GPU_LOADER_WORKERS if num_workers == "auto" else num_workers
         return WorkerPlan("gpu", per_node * num_nodes, 1, loaders)
