@@ -24,10 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from lightly_train._io import atomic_path
 from lightly_train.errors import LightlyTrainError
-from lightly_train.models.embedding_model import EmbeddingModel, build_embedding_model
+from lightly_train.models.embedding_model import (
+    CUSTOM_PREFIX,
+    EmbeddingModel,
+    build_embedding_model,
+)
 
 FORMAT_VERSION = 1
 KEY = "lightly_train"
@@ -114,12 +119,19 @@ def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
     return entry
 
 
-def load_embedding_model(checkpoint: str | os.PathLike[str]) -> EmbeddingModel:
+def load_embedding_model(
+    checkpoint: str | os.PathLike[str], model: nn.Module | None = None
+) -> EmbeddingModel:
     """Rebuilds the embedding model stored in a lightly-train checkpoint.
 
     The model maps a normalised float batch ``(N, 3, H, W)`` to embeddings ``(N, D)``;
     normalise with the checkpoint's ``normalize`` mean and std. It is returned in
     eval mode on the CPU.
+
+    Args:
+        checkpoint: A lightly-train checkpoint file.
+        model: Only for checkpoints trained from a custom backbone module: a fresh
+            instance of that module (the checkpoint holds its weights, not its code).
 
     Example:
         >>> import lightly_train, torch
@@ -127,13 +139,34 @@ def load_embedding_model(checkpoint: str | os.PathLike[str]) -> EmbeddingModel:
         >>> model(torch.randn(2, 3, 224, 224)).shape  # doctest: +SKIP
         torch.Size([2, 512])
     """
-    return embedding_model_from_entry(load_checkpoint_entry(checkpoint))
+    return embedding_model_from_entry(load_checkpoint_entry(checkpoint), model)
 
 
-def embedding_model_from_entry(entry: dict[str, Any]) -> EmbeddingModel:
-    """Rebuilds the embedding model from a checkpoint's ``"lightly_train"`` dict."""
+def check_custom_model(entry: dict[str, Any], model: nn.Module | None) -> None:
+    """A checkpoint of a custom model needs that module: it holds weights, not code."""
+    name = entry["model"]
+    if name.startswith(CUSTOM_PREFIX) and model is None:
+        raise LightlyTrainError(
+            f"The checkpoint holds a custom model ({name.removeprefix(CUSTOM_PREFIX)}"
+            "); its code is not in the checkpoint. Pass a fresh instance of it, e.g. "
+            "load_embedding_model(checkpoint, model=MyNet()) or "
+            "lightly_train.embed(..., model=MyNet())."
+        )
+
+
+def embedding_model_from_entry(
+    entry: dict[str, Any], model: nn.Module | None = None
+) -> EmbeddingModel:
+    """Rebuilds the embedding model from a checkpoint's ``"lightly_train"`` dict.
+
+    ``model`` is the custom backbone module a checkpoint of a custom model was
+    trained from (a fresh instance; its weights come from the checkpoint).
+    """
+    check_custom_model(entry, model)
     model = build_embedding_model(
-        entry["model"], entry.get("model_args"), entry.get("embed_dim")
+        model if model is not None else entry["model"],
+        entry.get("model_args"),
+        entry.get("embed_dim"),
     )
     model.load_state_dict(entry["embedding_model_state_dict"])
     return model.eval()

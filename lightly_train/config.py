@@ -63,6 +63,21 @@ def _only_strings(annotation: Any) -> bool:
     return str in flat and not flat & {int, float}
 
 
+def check_module(value: Any) -> Any:
+    """Validator for ``model`` fields: a registry name, or an ``nn.Module`` (Python API
+    only). torch is imported only when a non-string arrives, so the CLI stays light."""
+    if value is None or isinstance(value, str):
+        return value
+    from torch import nn
+
+    if not isinstance(value, nn.Module):
+        raise ValueError(
+            f"expected a model name such as 'torchvision/resnet18' or a "
+            f"torch.nn.Module, got {type(value).__name__}"
+        )
+    return value
+
+
 def parse_value(text: str) -> Any:
     """Parses a CLI value as a literal, never evaluating it.
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PositiveInt, field_validator
 
-from lightly_train.config import Config
+from lightly_train.config import Config, check_module
 from lightly_train.embedding.writers import WRITERS
 
 
@@ -38,6 +38,21 @@ class EmbedConfig(Config):
         "32-true", description="32-true, bf16-mixed, or 16-mixed (GPU only)."
     )
     overwrite: bool = Field(False, description="Replace an existing output file.")
+    model: Any = Field(
+        None,
+        description="Python API only: a fresh instance of the custom backbone "
+        "module a checkpoint of a custom model was trained from.",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _module_only(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "expected a torch.nn.Module (Python API only); the checkpoint "
+                "already names its model"
+            )
+        return check_module(value)
 
     @field_validator("format")
     @classmethod

@@ -23,6 +23,7 @@ class Embedder:
         device: ``"cpu"`` or ``"cuda"``.
         precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"``.
         num_threads: Torch CPU threads; the CPUs Ray reserved for this actor.
+        model: The custom backbone module, for checkpoints of custom models.
     """
 
     def __init__(
@@ -31,13 +32,14 @@ class Embedder:
         device: str = "cpu",
         precision: str = "32-true",
         num_threads: int | None = None,
+        model: torch.nn.Module | None = None,
     ) -> None:
         if isinstance(checkpoint, ray.ObjectRef):
             checkpoint = ray.get(checkpoint)
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self.device = torch.device(device)
-        self.model = embedding_model_from_entry(checkpoint).to(self.device)
+        self.model = embedding_model_from_entry(checkpoint, model).to(self.device)
         norm = checkpoint["normalize"]
         # (1, 3, 1, 1) so they broadcast over (B, 3, H, W)
         self.mean = torch.tensor(norm["mean"], device=self.device).view(1, 3, 1, 1)

@@ -19,9 +19,10 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import ray
+from torch import nn
 
 from lightly_train._io import atomic_path, check_out_file
-from lightly_train.checkpoint import load_checkpoint_entry
+from lightly_train.checkpoint import check_custom_model, load_checkpoint_entry
 from lightly_train.config import validate_config
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles, list_image_files
@@ -59,6 +60,7 @@ def embed(
     accelerator: Literal["auto", "cpu", "gpu"] = "auto",
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true",
     overwrite: bool = False,
+    model: nn.Module | None = None,
 ) -> EmbedSummary:
     """Embeds every image under ``data`` with a trained checkpoint and writes them.
 
@@ -78,6 +80,8 @@ def embed(
         accelerator: ``"cpu"``, ``"gpu"`` or ``"auto"``.
         precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"`` (GPU only).
         overwrite: Replace ``out`` if it exists.
+        model: Only for checkpoints trained from a custom backbone module: a fresh
+            instance of that module.
 
     Returns:
         A summary with the output path, number of images, dimension and failures.
@@ -99,6 +103,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
     start = time.perf_counter()
     out = check_out_file(Path(config.out), config.overwrite, "embeddings.pth")
     entry = load_checkpoint_entry(config.checkpoint)
+    check_custom_model(entry, config.model)  # fails here, not in an actor
     files = list_image_files(config.data)
     logger.info(f"Embedding {len(files)} images from {config.data}.")
     with ray_session():
@@ -128,6 +133,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
                 "device": "cuda" if plan.accelerator == "gpu" else "cpu",
                 "precision": config.precision,
                 "num_threads": plan.cpus_per_actor,
+                "model": config.model,
             },
             batch_size=config.batch_size,
             num_cpus=plan.cpus_per_actor,

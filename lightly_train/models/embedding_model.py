@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from torch import Tensor, nn
@@ -32,8 +33,29 @@ class EmbeddingModel(nn.Module):
         return self.embed_head(features)
 
 
+CUSTOM_PREFIX = "custom/"
+
+
+def model_name(model: str | nn.Module) -> str:
+    """The checkpoint's name of a model: its registry name, or ``custom/<class>``."""
+    if isinstance(model, str):
+        return model
+    return f"{CUSTOM_PREFIX}{type(model).__module__}.{type(model).__qualname__}"
+
+
 def build_embedding_model(
-    model: str, model_args: dict[str, Any] | None = None, embed_dim: int | None = None
+    model: str | nn.Module,
+    model_args: dict[str, Any] | None = None,
+    embed_dim: int | None = None,
 ) -> EmbeddingModel:
-    """Builds a randomly initialised embedding model from a registry name."""
+    """Builds an embedding model from a registry name (random init), or around a
+    copy of a custom backbone module.
+
+    A custom backbone maps a float batch ``(N, 3, H, W)`` to features ``(N, D)``
+    (or a feature map ``(N, D, h, w)``, mean-pooled). It may set ``feature_dim = D``
+    to skip a probe forward on a 224 px batch, and must be picklable (cloudpickle)
+    since Ray ships it to the workers.
+    """
+    if isinstance(model, nn.Module):
+        return EmbeddingModel(copy.deepcopy(model), embed_dim=embed_dim)
     return EmbeddingModel(build_backbone(model, model_args), embed_dim=embed_dim)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
-from lightly_train.config import Config
+from lightly_train.config import Config, check_module
 
 
 class TrainConfig(Config):
@@ -14,7 +14,10 @@ class TrainConfig(Config):
     data: str | list[str] = Field(
         description="Directory with images, or a list of directories and image files."
     )
-    model: str = Field(description="Model to train, e.g. torchvision/resnet50.")
+    model: Any = Field(
+        description="Model to train, e.g. torchvision/resnet50 (see list_models); "
+        "the Python API also takes a torch.nn.Module backbone."
+    )
     method: str = Field("simclr", description="SSL method: dino, distillation, simclr.")
     method_args: dict[str, Any] | None = Field(
         None, description="Method arguments, e.g. method_args.temperature=0.2."
@@ -60,6 +63,8 @@ class TrainConfig(Config):
         False, description="Continue an interrupted run from out/checkpoints/last.ckpt."
     )
     overwrite: bool = Field(False, description="Replace the outputs of a former run.")
+
+    _model = field_validator("model")(check_module)
 
     @property
     def image_size(self) -> tuple[int, int]:

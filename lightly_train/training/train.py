@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import ray
+import torch
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from torch import nn
 
+from lightly_train._io import atomic_path
+from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
 from lightly_train.data.files import list_image_files
 from lightly_train.errors import LightlyTrainError
 from lightly_train.methods import get_method
 from lightly_train.models import build_embedding_model
+from lightly_train.models.embedding_model import model_name
 from lightly_train.runtime import ray_session
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.plan import WorkerPlan, plan_workers
@@ -51,7 +56,7 @@ class TrainSummary:
 def train(
     out: str | os.PathLike[str],
     data: str | os.PathLike[str] | list[str | os.PathLike[str]],
-    model: str,
+    model: str | nn.Module,
     method: str = "simclr",
     method_args: dict[str, Any] | None = None,
     model_args: dict[str, Any] | None = None,
@@ -82,7 +87,11 @@ def train(
             backbone's torchvision state_dict), ``metrics.jsonl``, ``train.log`` and
             ``config.json``. On a cluster it must be on storage all nodes share.
         data: Directory with images, or a list of directories and image files.
-        model: A name from ``lightly_train.list_models()``.
+        model: A name from ``lightly_train.list_models()``, or a custom backbone
+            ``torch.nn.Module`` mapping ``(N, 3, H, W)`` to features ``(N, D)`` (or
+            ``(N, D, h, w)``, mean-pooled), picklable, optionally with a
+            ``feature_dim`` attribute. Its checkpoint then needs a fresh instance
+            of it to load: ``embed(..., model=MyNet())``.
         method: A name from ``lightly_train.list_methods()``.
         method_args: Method arguments (e.g. ``{"temperature": 0.2}``).
         model_args: Model builder arguments (e.g. ``{"image_size": 64}`` for a ViT).
@@ -136,7 +145,8 @@ def run(config: TrainConfig) -> TrainSummary:
         resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
         log_to_file(out / "train.log")
         logger.info(
-            f"Training {config.model} with {config.method} on {len(files)} images, "
+            f"Training {model_name(config.model)} with {config.method} on "
+            f"{len(files)} images, "
             f"{plan.num_workers} {plan.accelerator} worker(s), {steps} steps/epoch."
         )
         spec = WorkerSpec(
@@ -150,7 +160,9 @@ def run(config: TrainConfig) -> TrainSummary:
         )
         fit(spec, plan, out)
     checkpoint = out / "checkpoints" / "last.ckpt"
-    exported = export_backbone(checkpoint, out / "exported_models" / "exported_last.pt")
+    exported = export_backbone(
+        checkpoint, out / "exported_models" / "exported_last.pt", config.model
+    )
     seconds = time.perf_counter() - start
     logger.info(
         f"Training done in {seconds:.1f} s. Checkpoint: '{checkpoint}'. "
@@ -262,8 +274,15 @@ def user_error(ex: BaseException) -> LightlyTrainError | None:
     return None
 
 
-def export_backbone(checkpoint: Path, path: Path) -> Path:
-    from lightly_train.exporting import export
+def export_backbone(checkpoint: Path, path: Path, model: str | nn.Module) -> Path:
+    """The trained backbone's state_dict: for the library's model of that name, or
+    for the custom module it was trained from."""
+    if isinstance(model, str):
+        from lightly_train.exporting import export
 
-    export(out=path, checkpoint=checkpoint, part="model", overwrite=True)
+        export(out=path, checkpoint=checkpoint, part="model", overwrite=True)
+        return path
+    trained = load_embedding_model(checkpoint, model=model)
+    with atomic_path(path) as tmp:
+        torch.save(trained.backbone.state_dict(), tmp)
     return path

@@ -20,6 +20,7 @@ from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare
 
 from lightly_train.methods import get_method
 from lightly_train.models import build_embedding_model
+from lightly_train.models.embedding_model import model_name
 from lightly_train.training.callbacks import CheckpointEntry, JsonlMetrics
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.data import build_dataloader
@@ -81,6 +82,7 @@ def train_worker(spec_dict: dict[str, Any]) -> None:
     )
     if rank == 0:
         resolved = {**spec.config, **method.resolved_args(), "world_size": world_size}
+        resolved["model"] = model_name(config.model)
         resolved["transform_args"] = transform_args.model_dump(mode="json")
         (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
 
@@ -90,7 +92,7 @@ def train_worker(spec_dict: dict[str, Any]) -> None:
             dirpath=out / "checkpoints", filename="{epoch}-{step}", save_last=True
         ),
         CheckpointEntry(
-            config.model,
+            model_name(config.model),
             config.model_args,
             config.embed_dim,
             transform_args.size(),

@@ -129,6 +129,7 @@ def test_overwrite_replaces_out(
         ({"checkpoint": "missing.ckpt"}, "missing"),
         ({"format": "xml"}, "valid formats are csv, lightly_csv, torch"),
         ({"image_size": 0}, "expected int > 0"),
+        ({"model": "torchvision/resnet18"}, "expected a torch.nn.Module"),
         ({"precision": "8-bit"}, "expected '32-true' or 'bf16-mixed' or '16-mixed'"),
     ],
 )

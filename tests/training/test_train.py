@@ -117,6 +117,7 @@ def test_each_method_trains(ray_address: str, tmp_path: Path, images, method: st
     ("kwargs", "match"),
     [
         ({"model": "torchvision/resnet19"}, "Did you mean 'torchvision/resnet18'"),
+        ({"model": 5.0}, "expected a model name .* or a torch.nn.Module"),
         ({"method": "simclrr"}, "Did you mean 'simclr'"),
         ({"method_args": {"temprature": 0.1}}, "Did you mean 'temperature'"),
         ({"optim_args": {"lr": "fast"}}, "optim_args"),
@@ -153,3 +154,39 @@ def test_empty_data(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     with pytest.raises(LightlyTrainError, match="No images found"):
         train(out=tmp_path / "r", data=tmp_path / "data", **FAST)
+
+
+def test_custom_module_trains_and_embeds(ray_address: str, tmp_path: Path, images):
+    class TinyNet(torch.nn.Module):  # defined here: Ray ships it by value
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 12, 3, stride=2)
+            self.norm = torch.nn.BatchNorm2d(12)
+            self.feature_dim = 12
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.norm(self.conv(x)))  # (N, 12, h, w): mean-pooled
+
+    out = tmp_path / "run"
+    summary = train(
+        out=out, data=images, epochs=1, embed_dim=6,
+        **{**FAST, "model": TinyNet()},
+    )  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"].startswith("custom/") and config["model"].endswith("TinyNet")
+    state = torch.load(summary.exported, weights_only=True)
+    TinyNet().load_state_dict(state)  # strict: the trained backbone's own keys
+
+    with pytest.raises(LightlyTrainError, match="custom model.*model=MyNet"):
+        lightly_train.load_embedding_model(summary.checkpoint)
+    with pytest.raises(LightlyTrainError, match="custom model"):
+        lightly_train.embed(out=tmp_path / "e.pth", data=images,
+                            checkpoint=summary.checkpoint)  # fmt: skip
+    model = lightly_train.load_embedding_model(summary.checkpoint, model=TinyNet())
+    torch.testing.assert_close(model.backbone.conv.weight, state["conv.weight"])
+
+    result = lightly_train.embed(
+        out=tmp_path / "e.pth", data=images, checkpoint=summary.checkpoint,
+        image_size=32, model=TinyNet(),
+    )  # fmt: skip
+    assert result.dim == 6 and result.num_images == 32
