@@ -28,7 +28,11 @@ def ray_session() -> Iterator[None]:
         return
     address = os.environ.get("RAY_ADDRESS")
     logger.info(f"Connecting to Ray at {address}." if address else "Starting Ray.")
-    ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+    # "local" starts a new Ray: a bare ray.init() would join any Ray that `ray start`
+    # left running on this machine.
+    ray.init(
+        address=address or "local", log_to_driver=True, logging_level=logging.WARNING
+    )
     try:
         yield
     finally:

@@ -14,7 +14,8 @@ from lightly_train.checkpoint import create_checkpoint
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     """Starts a 2-CPU local Ray once; its GCS address lets subprocesses join it."""
-    context = ray.init(num_cpus=2, include_dashboard=False)
+    # address="local": never join another Ray running on this machine.
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
 

@@ -65,7 +65,7 @@ def test_embed_torch_format_via_cli(ray_address: str, tmp_path: Path, checkpoint
     [
         (["checkpont=x"], "Unknown argument 'checkpont'. Did you mean 'checkpoint'?"),
         (["batch_size=abc"], "Invalid value 'abc' for 'batch_size': expected int > 0"),
-        (["format=xml"], "valid formats are csv, lightly_csv, torch"),
+        (["format=xml"], "valid formats are csv, lightly_csv, parquet, torch"),
         (["data"], "Argument 'data' is not of the form key=value"),
         (["num_workers=-2"], "expected int > 0 or 'auto'"),
     ],

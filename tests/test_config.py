@@ -230,7 +230,7 @@ def test_validate_config__missing_required() -> None:
             "format",
             "xml",
             "Invalid value 'xml' for 'format': valid formats are csv, lightly_csv, "
-            "torch.",
+            "parquet, torch.",
         ),
         ("overwrite", "maybe", "Invalid value 'maybe' for 'overwrite': expected bool."),
         ("out", None, "Invalid value None for 'out': expected str."),

@@ -85,4 +85,7 @@ def decode_batch(
             errors[i] = "not an image file PIL can read"
         except Exception as ex:  # any decoder error: PIL raises many kinds
             errors[i] = f"{type(ex).__name__}: {ex}"
-    return {"idx": batch["idx"], "image": images, "error": errors.astype(str)}
+    out = {"idx": batch["idx"], "image": images, "error": errors.astype(str)}
+    if "filename" in batch:  # carried along for writers that run as tasks
+        out["filename"] = batch["filename"]
+    return out

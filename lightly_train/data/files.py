@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from lightly_train.errors import LightlyTrainError
 
@@ -63,6 +66,8 @@ def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles
     named by its file name. Two images with the same name are an error, since the
     output could not tell them apart.
     """
+    if isinstance(data, str | os.PathLike) and is_manifest(data):
+        return read_manifest(Path(data))
     entries = [data] if isinstance(data, str | os.PathLike) else list(data)
     found: dict[str, str] = {}
     ignored = hidden = 0
@@ -96,6 +101,42 @@ def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles
         )
     filenames = sorted(found)
     return ImageFiles(filenames, [found[f] for f in filenames], ignored, hidden)
+
+
+MANIFEST_EXTENSIONS = (".txt", ".parquet")
+
+
+def is_manifest(data: str | os.PathLike[str]) -> bool:
+    """A ``.txt`` or ``.parquet`` file given as ``data`` lists the images."""
+    return Path(data).is_file() and str(data).lower().endswith(MANIFEST_EXTENSIONS)
+
+
+def read_manifest(path: Path) -> ImageFiles:
+    """Reads a list of images: one path per line (``.txt``), or a ``path`` column
+    (``.parquet``). Names are the entries as given; relative entries are found
+    beside the manifest. Nothing is listed, so millions of entries are cheap.
+    """
+    if path.suffix.lower() == ".parquet":
+        table = pq.read_table(path)
+        column = "path" if "path" in table.column_names else None
+        if column is None and table.num_columns == 1:
+            column = table.column_names[0]
+        if column is None:
+            raise LightlyTrainError(
+                f"Manifest '{path}' needs a 'path' column; it has {table.column_names}."
+            )
+        entries = [str(e) for e in table.column(column).to_pylist() if e]
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        entries = [line.strip() for line in lines if line.strip()]
+    if not entries:
+        raise LightlyTrainError(f"Manifest '{path}' lists no images.")
+    names = sorted(set(entries))
+    if len(names) != len(entries):
+        dupes = sorted(e for e, n in Counter(entries).items() if n > 1)[:3]
+        raise LightlyTrainError(f"Manifest '{path}' lists images twice: {dupes}.")
+    paths = [n if "://" in n else str(path.parent / n) for n in names]
+    return ImageFiles(names, paths, num_ignored=0, num_hidden=0)
 
 
 def _unsupported(message: str) -> str:

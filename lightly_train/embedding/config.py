@@ -7,17 +7,23 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator
 
 from lightly_train.config import Config, check_module
-from lightly_train.embedding.writers import WRITERS
+from lightly_train.embedding.writers import SHARDED_FORMATS, WRITERS
+
+FORMATS = sorted([*WRITERS, *SHARDED_FORMATS])
 
 
 class EmbedConfig(Config):
-    out: str = Field(description="Output file for the embeddings.")
+    out: str = Field(
+        description="Output file for the embeddings (a directory for parquet)."
+    )
     data: str | list[str] = Field(
         description="Directory with images, or a list of directories and image files."
     )
     checkpoint: str = Field(description="lightly-train checkpoint, e.g. last.ckpt.")
     format: str = Field(
-        "torch", description=f"Output format: {', '.join(sorted(WRITERS))}."
+        "torch",
+        description=f"Output format: {', '.join(FORMATS)}; parquet writes a "
+        "directory of shards.",
     )
     image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = Field(
         224, description="Images are resized to this size: int or [height, width]."
@@ -38,6 +44,9 @@ class EmbedConfig(Config):
         "32-true", description="32-true, bf16-mixed, or 16-mixed (GPU only)."
     )
     overwrite: bool = Field(False, description="Replace an existing output file.")
+    shard_size: PositiveInt = Field(
+        100_000, description="parquet: rows per part-NNNNN.parquet file in out/."
+    )
     model: Any = Field(
         None,
         description="Python API only: a fresh instance of the custom backbone "
@@ -57,8 +66,8 @@ class EmbedConfig(Config):
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        if value not in WRITERS:
-            raise ValueError(f"valid formats are {', '.join(sorted(WRITERS))}")
+        if value not in FORMATS:
+            raise ValueError(f"valid formats are {', '.join(FORMATS)}")
         return value
 
     @property

@@ -57,7 +57,10 @@ class Embedder:
         out = np.zeros((len(ok), dim), dtype=np.float32)
         if embeddings is not None:
             out[ok] = embeddings
-        return {"idx": batch["idx"], "embedding": out, "error": batch["error"]}
+        result = {"idx": batch["idx"], "embedding": out, "error": batch["error"]}
+        if "filename" in batch:
+            result["filename"] = batch["filename"]
+        return result
 
     @torch.inference_mode()
     def embed(self, images: np.ndarray) -> np.ndarray:

@@ -21,14 +21,20 @@ import pyarrow as pa
 import ray
 from torch import nn
 
-from lightly_train._io import atomic_path, check_out_file
+from lightly_train._io import atomic_dir, atomic_path, check_out_dir, check_out_file
 from lightly_train.checkpoint import check_custom_model, load_checkpoint_entry
 from lightly_train.config import validate_config
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles, list_image_files
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.embedder import Embedder
-from lightly_train.embedding.writers import WRITERS, Embeddings
+from lightly_train.embedding.writers import (
+    PARQUET_PATTERN,
+    SHARDED_FORMATS,
+    WRITERS,
+    Embeddings,
+    write_parquet_shard,
+)
 from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import Plan, plan_actors, ray_session
 
@@ -61,6 +67,7 @@ def embed(
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true",
     overwrite: bool = False,
     model: nn.Module | None = None,
+    shard_size: int = 100_000,
 ) -> EmbedSummary:
     """Embeds every image under ``data`` with a trained checkpoint and writes them.
 
@@ -69,10 +76,13 @@ def embed(
     Images that cannot be decoded are left out and named in a warning.
 
     Args:
-        out: Output file. Written to a temp file beside it, then renamed.
+        out: Output file (a directory for ``parquet``). Written to a temp file
+            beside it, then renamed.
         data: Directory with images, or a list of directories and image files.
         checkpoint: A lightly-train checkpoint, e.g. ``out/checkpoints/last.ckpt``.
-        format: ``"torch"``, ``"csv"`` or ``"lightly_csv"``.
+        format: ``"torch"``, ``"csv"``, ``"lightly_csv"``, or ``"parquet"``: a
+            directory of ``part-NNNNN.parquet`` shards written by Ray tasks, for
+            datasets too large to gather in one process.
         image_size: Resize images to this size, int or (height, width).
         batch_size: Images per model forward.
         num_workers: Parallel decode tasks; ``"auto"`` uses the free CPUs.
@@ -82,6 +92,7 @@ def embed(
         overwrite: Replace ``out`` if it exists.
         model: Only for checkpoints trained from a custom backbone module: a fresh
             instance of that module.
+        shard_size: ``parquet`` only: rows per shard file.
 
     Returns:
         A summary with the output path, number of images, dimension and failures.
@@ -101,7 +112,12 @@ def embed(
 def run(config: EmbedConfig) -> EmbedSummary:
     """Runs ``embed`` for a validated config."""
     start = time.perf_counter()
-    out = check_out_file(Path(config.out), config.overwrite, "embeddings.pth")
+    sharded = config.format in SHARDED_FORMATS
+    out = (
+        check_out_dir(Path(config.out), config.overwrite, PARQUET_PATTERN)
+        if sharded
+        else check_out_file(Path(config.out), config.overwrite, "embeddings.pth")
+    )
     entry = load_checkpoint_entry(config.checkpoint)
     check_custom_model(entry, config.model)  # fails here, not in an actor
     files = list_image_files(config.data)
@@ -114,7 +130,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
             config.precision,
             ray.cluster_resources(),
         )
-        ds = ray.data.from_arrow(manifest(files, plan))
+        ds = ray.data.from_arrow(manifest(files, plan, with_filenames=sharded))
         ds = ds.map_batches(
             decode_batch,
             fn_kwargs={"image_size": config.size},
@@ -140,27 +156,71 @@ def run(config: EmbedConfig) -> EmbedSummary:
             num_gpus=plan.gpus_per_actor,
             compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
         )
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".embed-") as tmp:
-            batches = ds.iter_batches(batch_size=None, batch_format="numpy")
-            embeddings, failed = gather(batches, files, Path(tmp) / "vectors.npy")
-            with atomic_path(out) as tmp_out:
-                WRITERS[config.format](tmp_out, embeddings)
-    summary = EmbedSummary(
-        out, len(embeddings.rows), embeddings.dim, failed, time.perf_counter() - start
-    )
+        if sharded:
+            with atomic_dir(out) as tmp_out:
+                num_images, dim, failed = write_shards(ds, tmp_out, config.shard_size)
+        else:
+            num_images, dim, failed = gather_and_write(ds, files, out, config.format)
+    summary = EmbedSummary(out, num_images, dim, failed, time.perf_counter() - start)
     log_summary(summary)
     return summary
 
 
-def manifest(files: ImageFiles, plan: Plan) -> list[pa.Table]:
-    """Manifest rows ``(idx, path)`` in blocks, one decode task per block."""
+def gather_and_write(
+    ds: ray.data.Dataset, files: ImageFiles, out: Path, format: str
+) -> tuple[int, int, dict[str, str]]:
+    """Gathers on the driver (into a memory map beside ``out``), then writes."""
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".embed-") as tmp:
+        batches = ds.iter_batches(batch_size=None, batch_format="numpy")
+        embeddings, failed = gather(batches, files, Path(tmp) / "vectors.npy")
+        with atomic_path(out) as tmp_out:
+            WRITERS[format](tmp_out, embeddings)
+    return len(embeddings.rows), embeddings.dim, failed
+
+
+def write_shards(
+    ds: ray.data.Dataset, directory: Path, shard_size: int
+) -> tuple[int, int, dict[str, str]]:
+    """Each shard of ``shard_size`` consecutive rows is grouped and written by a
+    Ray task: the driver only sees one summary row per shard."""
+    ds = ds.add_column("shard", lambda batch: batch["idx"] // shard_size)
+    results = ds.groupby("shard").map_groups(
+        write_parquet_shard,
+        fn_kwargs={"directory": str(directory), "shard_size": shard_size},
+        batch_format="numpy",
+    )
+    summaries = results.take_all()
+    failed = dict(
+        line.split("\t", 1)
+        for row in summaries
+        for line in str(row["failed"]).splitlines()
+    )
+    num_images = sum(int(row["rows"]) for row in summaries)
+    if num_images == 0:
+        raise LightlyTrainError(
+            f"None of the {len(failed)} images could be decoded, e.g. "
+            f"{next(iter(failed.items()))}. Check that data holds valid images."
+        )
+    return num_images, int(summaries[0]["dim"]), dict(sorted(failed.items()))
+
+
+def manifest(
+    files: ImageFiles, plan: Plan, with_filenames: bool = False
+) -> list[pa.Table]:
+    """Manifest rows ``(idx, path[, filename])`` in blocks, one decode task each.
+
+    Filenames travel with the rows only for writers that run as Ray tasks.
+    """
     num_blocks = max(1, 4 * max(plan.num_actors, plan.decode_tasks or 0, 4))
     rows = min(256, max(1, math.ceil(len(files) / num_blocks)))
     idx = np.arange(len(files), dtype=np.int64)
-    return [
-        pa.table({"idx": idx[i : i + rows], "path": files.paths[i : i + rows]})
-        for i in range(0, len(files), rows)
-    ]
+    blocks = []
+    for i in range(0, len(files), rows):
+        columns = {"idx": idx[i : i + rows], "path": files.paths[i : i + rows]}
+        if with_filenames:
+            columns["filename"] = files.filenames[i : i + rows]
+        blocks.append(pa.table(columns))
+    return blocks
 
 
 def gather(

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 CHUNK_ROWS = 4096
@@ -86,3 +87,44 @@ WRITERS: dict[str, Callable[[Path, Embeddings], None]] = {
     "lightly_csv": write_lightly_csv,
     "torch": write_torch,
 }
+
+# Formats written as a directory of shards by Ray tasks, never gathered on the driver.
+SHARDED_FORMATS = ("parquet",)
+PARQUET_PATTERN = "part-*.parquet"
+
+
+def parquet_table(filenames: list[str], vectors: np.ndarray) -> pa.Table:
+    """``filename`` (string) and ``embedding`` (fixed_size_list<float32>[D])."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    embedding = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+    return pa.table(
+        {"filename": pa.array(filenames, pa.string()), "embedding": embedding}
+    )
+
+
+def write_parquet_shard(
+    rows: dict[str, np.ndarray], directory: str, shard_size: int
+) -> dict[str, np.ndarray]:
+    """Writes one shard ``part-%05d.parquet`` (rows of ``idx // shard_size``) in
+    filename order, without the rows that failed to decode.
+
+    Runs as a Ray task on one group of rows; returns a one-row summary:
+    ``{"shard", "rows", "dim", "failed"}`` with ``failed`` as "name\terror" lines.
+    """
+    order = np.argsort(rows["idx"], kind="stable")
+    idx, names = rows["idx"][order], rows["filename"][order]
+    errors, vectors = rows["error"][order], rows["embedding"][order]
+    ok = errors == ""
+    shard = int(idx[0]) // shard_size
+    if ok.any():
+        table = parquet_table([str(n) for n in names[ok]], vectors[ok])
+        pq.write_table(table, Path(directory) / f"part-{shard:05d}.parquet")
+    failed = "\n".join(
+        f"{n}\t{e}" for n, e in zip(names[~ok], errors[~ok], strict=True)
+    )
+    return {
+        "shard": np.array([shard]),
+        "rows": np.array([int(ok.sum())]),
+        "dim": np.array([vectors.shape[1]]),
+        "failed": np.array([failed], dtype=object),
+    }

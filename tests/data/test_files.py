@@ -3,6 +3,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from lightly_train.data.files import IMAGE_EXTENSIONS, list_image_files
@@ -175,3 +177,30 @@ def _assert_lists_extensions(message: str) -> None:
     supported = message.split("Supported extensions")[1]
     for extension in ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "ppm", "pgm"]:
         assert f" {extension}," in supported or f" {extension}." in supported
+
+
+def test_manifest_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(LightlyTrainError, match="lists no images"):
+        list_image_files(empty)
+    twice = tmp_path / "twice.txt"
+    twice.write_text("a.jpg\nb.jpg\na.jpg\n")
+    with pytest.raises(LightlyTrainError, match=r"twice: \['a.jpg'\]"):
+        list_image_files(twice)
+    columns = tmp_path / "cols.parquet"
+    pq.write_table(pa.table({"x": ["a.jpg"], "y": ["b.jpg"]}), columns)
+    with pytest.raises(LightlyTrainError, match="needs a 'path' column"):
+        list_image_files(columns)
+
+
+def test_manifest_keeps_names_and_uris_as_given(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("s3://bucket/x.jpg\nsub/b.png\n/abs/a.png\n")
+    files = list_image_files(manifest)
+    assert files.filenames == ["/abs/a.png", "s3://bucket/x.jpg", "sub/b.png"]
+    assert files.paths == [
+        "/abs/a.png",
+        "s3://bucket/x.jpg",
+        str(tmp_path / "sub/b.png"),
+    ]

@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -127,7 +129,7 @@ def test_overwrite_replaces_out(
     [
         ({"data": "does/not/exist"}, "does not exist"),
         ({"checkpoint": "missing.ckpt"}, "missing"),
-        ({"format": "xml"}, "valid formats are csv, lightly_csv, torch"),
+        ({"format": "xml"}, "valid formats are csv, lightly_csv, parquet, torch"),
         ({"image_size": 0}, "expected int > 0"),
         ({"model": "torchvision/resnet18"}, "expected a torch.nn.Module"),
         ({"precision": "8-bit"}, "expected '32-true' or 'bf16-mixed' or '16-mixed'"),
@@ -176,3 +178,61 @@ def test_16_mixed_needs_a_gpu(ray_address: str, tmp_path: Path, checkpoint, tree
             precision="16-mixed", accelerator="cpu",
         )  # fmt: skip
     assert not (tmp_path / "e.pth").exists()
+
+
+def test_parquet_shards_hold_the_same_rows_as_torch(
+    ray_address: str, tmp_path: Path, checkpoint: Path, tree
+) -> None:
+    root, kinds = tree
+    args = {"data": root, "checkpoint": checkpoint, "image_size": 16}
+    reference = lightly_train.embed(out=tmp_path / "e.pth", **args)
+    summary = lightly_train.embed(
+        out=tmp_path / "shards", format="parquet", shard_size=5, **args
+    )
+    files = sorted(p.name for p in (tmp_path / "shards").iterdir())
+    assert files == [f"part-{i:05d}.parquet" for i in range(5)]  # 22 rows / 5
+    table = pq.read_table(tmp_path / "shards")  # the directory is one dataset
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 512)
+    data = torch.load(reference.out, weights_only=True)
+    assert table["filename"].to_pylist() == data["filenames"]
+    vectors = np.stack(table["embedding"].to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(vectors, data["embeddings"].numpy(), atol=1e-5)
+    assert set(summary.failed) == {n for n, k in kinds.items() if k == "corrupt"}
+    assert summary.num_images == reference.num_images
+
+
+def test_parquet_never_replaces_a_foreign_directory(
+    tmp_path: Path, checkpoint: Path, tree
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(LightlyTrainError, match="did not write"):
+        lightly_train.embed(
+            out=out, data=tree[0], checkpoint=checkpoint, format="parquet",
+            overwrite=True,
+        )  # fmt: skip
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("kind", ["txt", "parquet"])
+def test_manifest_lists_the_images(
+    ray_address: str, tmp_path: Path, checkpoint: Path, kind: str
+) -> None:
+    write_image(tmp_path / "imgs" / "b.png", "RGB", size=(20, 20), seed=1)
+    write_image(tmp_path / "imgs" / "a.jpg", "RGB", size=(20, 20), seed=2)
+    write_image(tmp_path / "elsewhere.png", "RGB", size=(20, 20), seed=3)
+    entries = ["imgs/b.png", str(tmp_path / "elsewhere.png"), "imgs/a.jpg"]
+    manifest = tmp_path / f"list.{kind}"
+    if kind == "txt":
+        manifest.write_text("\n".join(entries) + "\n")
+    else:
+        pq.write_table(pa.table({"path": entries}), manifest)
+    summary = lightly_train.embed(
+        out=tmp_path / "e.pth", data=manifest, checkpoint=checkpoint, image_size=16
+    )
+    data = torch.load(summary.out, weights_only=True)
+    assert data["filenames"] == sorted(entries)  # names as given, sorted
+    first = direct_embedding(checkpoint, tmp_path / "imgs" / "a.jpg", (16, 16))
+    index = data["filenames"].index("imgs/a.jpg")
+    np.testing.assert_allclose(data["embeddings"][index], first, atol=1e-4)
