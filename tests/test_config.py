@@ -180,7 +180,8 @@ def test_validate_config__unknown_argument() -> None:
     assert "Unknown argument 'batchsize'. Did you mean 'batch_size'?" in message
     assert (
         "Valid arguments are: out, data, checkpoint, format, image_size, batch_size, "
-        "num_workers, devices, accelerator, precision, overwrite." in message
+        "num_workers, devices, accelerator, precision, overwrite, shard_size, model."
+        in message
     )
 
 
@@ -285,7 +286,7 @@ def test_help_text() -> None:
     lines = help_text(EmbedConfig).splitlines()
     assert len(lines) == 2 * len(EmbedConfig.model_fields)
     assert lines[0] == "  out  (required)"
-    assert lines[1] == "      Output file for the embeddings."
+    assert lines[1] == "      Output file for the embeddings (a directory for parquet)."
     assert "  batch_size  (default: 128)" in lines
     assert "  format  (default: 'torch')" in lines
     for name, field in EmbedConfig.model_fields.items():
