@@ -7,8 +7,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from lightly_train.data import storage
 from lightly_train.errors import LightlyTrainError
 
 
@@ -61,47 +62,68 @@ def _umask() -> int:
     return umask
 
 
-def check_out_dir(out: Path, overwrite: bool, pattern: str) -> Path:
-    """Like ``check_out_file`` for an output directory of ``pattern`` files.
-
-    With ``overwrite`` an existing directory is replaced only if it holds nothing
+def check_out_dir(out: str, overwrite: bool, pattern: str) -> str:
+    """Like ``check_out_file`` for an output directory (or prefix) of ``pattern``
+    files. With ``overwrite`` an existing one is replaced only if it holds nothing
     but such files, so a mistyped ``out`` never deletes a user's directory.
     """
-    if out.exists() and not out.is_dir():
+    kind = storage.file_type(out)
+    if kind == "file":
         raise LightlyTrainError(
             f"Output '{out}' is a file; this format writes a directory of "
             f"{pattern} files. Pass a directory path."
         )
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise LightlyTrainError(
-                f"Output '{out}' already exists. Pass overwrite=True to replace it, "
-                "or choose another out."
-            )
-        foreign = [p.name for p in out.iterdir() if not p.match(pattern)]
-        if foreign:
-            raise LightlyTrainError(
-                f"Output '{out}' holds files this tool did not write ({foreign[:3]}); "
-                "refusing to replace it even with overwrite=True. Choose another out."
-            )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    names = _names_in(out) if kind == "directory" else []
+    if names and not overwrite:
+        raise LightlyTrainError(
+            f"Output '{out}' already exists. Pass overwrite=True to replace it, "
+            "or choose another out."
+        )
+    foreign = [name for name in names if not PurePosixPath(name).match(pattern)]
+    if foreign:
+        raise LightlyTrainError(
+            f"Output '{out}' holds files this tool did not write ({foreign[:3]}); "
+            "refusing to replace it even with overwrite=True. Choose another out."
+        )
+    if not storage.is_uri(out):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
     return out
 
 
-def check_out_file(out: Path, overwrite: bool, example: str) -> Path:
-    """Fails before any work if ``out`` cannot be written; creates its parents.
+def _names_in(directory: str) -> list[str]:
+    if storage.is_uri(directory):
+        return storage.list_files(directory)
+    return [p.name for p in Path(directory).iterdir()]
 
-    ``example`` is a file name suggested when ``out`` is a directory.
+
+def check_out_file(out: str, overwrite: bool, example: str) -> str:
+    """Fails before any work if ``out`` (a path or URI) cannot be written; creates
+    the parents of a local path. ``example`` is a file name suggested when ``out``
+    is a directory.
     """
-    if out.is_dir():
+    kind = storage.file_type(out)
+    if kind == "directory":
         raise LightlyTrainError(
             f"Output '{out}' is a directory. Pass a file path, e.g. "
-            f"out={out / example}."
+            f"out={storage.join(out, example)}."
         )
-    if out.exists() and not overwrite:
+    if kind == "file" and not overwrite:
         raise LightlyTrainError(
             f"Output '{out}' already exists. Pass overwrite=True to replace it, or "
             "choose another out."
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not storage.is_uri(out):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextmanager
+def output_location(out: str, directory: bool) -> Iterator[str]:
+    """Where to write ``out`` (a path or URI, a file or a directory) so that it
+    appears only when complete: a temp file or directory, renamed or uploaded."""
+    if storage.is_uri(out):
+        with storage.remote_output(out, directory) as location:
+            yield location
+        return
+    with atomic_dir(out) if directory else atomic_path(out) as tmp:
+        yield str(tmp)

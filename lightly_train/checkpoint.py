@@ -19,6 +19,7 @@ it, so a training checkpoint is also a Lightning checkpoint.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from lightly_train._io import atomic_path
+from lightly_train.data import storage
 from lightly_train.errors import LightlyTrainError
 from lightly_train.models.embedding_model import (
     CUSTOM_PREFIX,
@@ -89,16 +91,19 @@ def create_checkpoint(
 
 
 def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Loads and validates the ``"lightly_train"`` dict of a checkpoint file."""
-    path = Path(path)
-    if not path.is_file():
-        what = "a directory" if path.is_dir() else "missing"
+    """Loads and validates the ``"lightly_train"`` dict of a checkpoint file (a local
+    path or a URI such as ``s3://bucket/last.ckpt``)."""
+    path = str(path)
+    kind = storage.file_type(path)
+    if kind != "file":
+        what = "a directory" if kind == "directory" else "missing"
         raise LightlyTrainError(
             f"Checkpoint '{path}' is {what}. Pass the checkpoint file written by "
             "training, e.g. checkpoint=out/my_experiment/checkpoints/last.ckpt."
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        data = io.BytesIO(storage.read_bytes(path)) if storage.is_uri(path) else path
+        ckpt = torch.load(data, map_location="cpu", weights_only=True)
     except Exception as ex:  # torch.load raises many kinds for a bad file
         first_line = next(iter(str(ex).splitlines()), "")
         raise LightlyTrainError(

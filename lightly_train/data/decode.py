@@ -11,6 +11,8 @@ import io
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lightly_train.data import storage
+
 _ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -61,8 +63,8 @@ def load_image(data: bytes, image_size: tuple[int, int]) -> np.ndarray:
 
 
 def read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+    """The bytes of a local file or a remote URI."""
+    return storage.read_bytes(path)
 
 
 def decode_batch(

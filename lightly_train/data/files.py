@@ -11,10 +11,12 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lightly_train.data import storage
 from lightly_train.errors import LightlyTrainError
 
 logger = logging.getLogger(__name__)
@@ -41,10 +43,24 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _walk(root: Path) -> tuple[dict[str, str], int, int]:
+def _walk_uri(root: str) -> tuple[dict[str, str], int, int]:
+    """Like ``_walk`` for a remote prefix, e.g. ``s3://bucket/images``."""
     found: dict[str, str] = {}
     ignored = hidden = 0
-    for dirpath, dirnames, names in os.walk(root):
+    for name in storage.list_files(root):
+        if any(part.startswith(".") for part in name.split("/")):
+            hidden += 1
+        elif is_image_file(name):
+            found[name] = storage.join(root, name)
+        else:
+            ignored += 1
+    return found, ignored, hidden
+
+
+def _walk(root: str) -> tuple[dict[str, str], int, int]:
+    found: dict[str, str] = {}
+    ignored = hidden = 0
+    for dirpath, dirnames, names in os.walk(Path(root)):
         # Hidden directories are skipped whole (not walked) and count as one entry.
         hidden += sum(d.startswith(".") for d in dirnames)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -66,24 +82,28 @@ def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles
     named by its file name. Two images with the same name are an error, since the
     output could not tell them apart.
     """
-    if isinstance(data, str | os.PathLike) and is_manifest(data):
-        return read_manifest(Path(data))
+    if isinstance(data, str | os.PathLike) and is_manifest(str(data)):
+        return read_manifest(str(data))
     entries = [data] if isinstance(data, str | os.PathLike) else list(data)
     found: dict[str, str] = {}
     ignored = hidden = 0
-    for entry in entries:
-        path = Path(entry)
-        if path.is_dir():
-            files, n_ignored, n_hidden = _walk(path)
+    for entry in map(str, entries):
+        kind = storage.file_type(entry)
+        if kind == "directory":
+            walk = _walk_uri if storage.is_uri(entry) else _walk
+            files, n_ignored, n_hidden = walk(entry)
             ignored, hidden = ignored + n_ignored, hidden + n_hidden
-        elif path.is_file():
-            if not is_image_file(path.name):
-                raise LightlyTrainError(_unsupported(f"File '{path}' is not an image."))
-            files = {path.name: str(path)}
+        elif kind == "file":
+            name = PurePosixPath(entry).name
+            if not is_image_file(name):
+                raise LightlyTrainError(
+                    _unsupported(f"File '{entry}' is not an image.")
+                )
+            files = {name: entry}
         else:
             raise LightlyTrainError(
-                f"Data path '{path}' does not exist. Pass an existing directory of "
-                "images, or a list of directories and image files."
+                f"Data path '{entry}' does not exist. Pass an existing directory of "
+                "images (or a URI prefix), or a list of directories and image files."
             )
         for name, file in files.items():
             if name in found:
@@ -106,18 +126,21 @@ def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles
 MANIFEST_EXTENSIONS = (".txt", ".parquet")
 
 
-def is_manifest(data: str | os.PathLike[str]) -> bool:
+def is_manifest(data: str) -> bool:
     """A ``.txt`` or ``.parquet`` file given as ``data`` lists the images."""
-    return Path(data).is_file() and str(data).lower().endswith(MANIFEST_EXTENSIONS)
+    return (
+        data.lower().endswith(MANIFEST_EXTENSIONS) and storage.file_type(data) == "file"
+    )
 
 
-def read_manifest(path: Path) -> ImageFiles:
+def read_manifest(path: str) -> ImageFiles:
     """Reads a list of images: one path per line (``.txt``), or a ``path`` column
     (``.parquet``). Names are the entries as given; relative entries are found
     beside the manifest. Nothing is listed, so millions of entries are cheap.
     """
-    if path.suffix.lower() == ".parquet":
-        table = pq.read_table(path)
+    raw = storage.read_bytes(path)
+    if path.lower().endswith(".parquet"):
+        table = pq.read_table(pa.BufferReader(raw))
         column = "path" if "path" in table.column_names else None
         if column is None and table.num_columns == 1:
             column = table.column_names[0]
@@ -127,7 +150,7 @@ def read_manifest(path: Path) -> ImageFiles:
             )
         entries = [str(e) for e in table.column(column).to_pylist() if e]
     else:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = raw.decode("utf-8").splitlines()
         entries = [line.strip() for line in lines if line.strip()]
     if not entries:
         raise LightlyTrainError(f"Manifest '{path}' lists no images.")
@@ -135,7 +158,11 @@ def read_manifest(path: Path) -> ImageFiles:
     if len(names) != len(entries):
         dupes = sorted(e for e, n in Counter(entries).items() if n > 1)[:3]
         raise LightlyTrainError(f"Manifest '{path}' lists images twice: {dupes}.")
-    paths = [n if "://" in n else str(path.parent / n) for n in names]
+    beside = path.rsplit("/", 1)[0] if storage.is_uri(path) else str(Path(path).parent)
+    paths = [
+        n if storage.is_uri(n) or Path(n).is_absolute() else storage.join(beside, n)
+        for n in names
+    ]
     return ImageFiles(names, paths, num_ignored=0, num_hidden=0)
 
 

@@ -21,9 +21,10 @@ import pyarrow as pa
 import ray
 from torch import nn
 
-from lightly_train._io import atomic_dir, atomic_path, check_out_dir, check_out_file
+from lightly_train._io import check_out_dir, check_out_file, output_location
 from lightly_train.checkpoint import check_custom_model, load_checkpoint_entry
 from lightly_train.config import validate_config
+from lightly_train.data import storage
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles, list_image_files
 from lightly_train.embedding.config import EmbedConfig
@@ -47,7 +48,7 @@ DECODE_TASK_MEMORY = 512 * 1024**2  # bytes
 class EmbedSummary:
     """What an ``embed`` run wrote."""
 
-    out: Path
+    out: str  # a path or URI, as given
     num_images: int
     dim: int
     failed: dict[str, str]  # filename -> why it could not be decoded
@@ -114,9 +115,9 @@ def run(config: EmbedConfig) -> EmbedSummary:
     start = time.perf_counter()
     sharded = config.format in SHARDED_FORMATS
     out = (
-        check_out_dir(Path(config.out), config.overwrite, PARQUET_PATTERN)
+        check_out_dir(config.out, config.overwrite, PARQUET_PATTERN)
         if sharded
-        else check_out_file(Path(config.out), config.overwrite, "embeddings.pth")
+        else check_out_file(config.out, config.overwrite, "embeddings.pth")
     )
     entry = load_checkpoint_entry(config.checkpoint)
     check_custom_model(entry, config.model)  # fails here, not in an actor
@@ -157,8 +158,8 @@ def run(config: EmbedConfig) -> EmbedSummary:
             compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
         )
         if sharded:
-            with atomic_dir(out) as tmp_out:
-                num_images, dim, failed = write_shards(ds, tmp_out, config.shard_size)
+            with output_location(out, directory=True) as target:
+                num_images, dim, failed = write_shards(ds, target, config.shard_size)
         else:
             num_images, dim, failed = gather_and_write(ds, files, out, config.format)
     summary = EmbedSummary(out, num_images, dim, failed, time.perf_counter() - start)
@@ -167,26 +168,27 @@ def run(config: EmbedConfig) -> EmbedSummary:
 
 
 def gather_and_write(
-    ds: ray.data.Dataset, files: ImageFiles, out: Path, format: str
+    ds: ray.data.Dataset, files: ImageFiles, out: str, format: str
 ) -> tuple[int, int, dict[str, str]]:
     """Gathers on the driver (into a memory map beside ``out``), then writes."""
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".embed-") as tmp:
+    beside = None if storage.is_uri(out) else Path(out).parent
+    with tempfile.TemporaryDirectory(dir=beside, prefix=".embed-") as tmp:
         batches = ds.iter_batches(batch_size=None, batch_format="numpy")
         embeddings, failed = gather(batches, files, Path(tmp) / "vectors.npy")
-        with atomic_path(out) as tmp_out:
-            WRITERS[format](tmp_out, embeddings)
+        with output_location(out, directory=False) as target:
+            WRITERS[format](Path(target), embeddings)
     return len(embeddings.rows), embeddings.dim, failed
 
 
 def write_shards(
-    ds: ray.data.Dataset, directory: Path, shard_size: int
+    ds: ray.data.Dataset, directory: str, shard_size: int
 ) -> tuple[int, int, dict[str, str]]:
     """Each shard of ``shard_size`` consecutive rows is grouped and written by a
     Ray task: the driver only sees one summary row per shard."""
     ds = ds.add_column("shard", lambda batch: batch["idx"] // shard_size)
     results = ds.groupby("shard").map_groups(
         write_parquet_shard,
-        fn_kwargs={"directory": str(directory), "shard_size": shard_size},
+        fn_kwargs={"directory": directory, "shard_size": shard_size},
         batch_format="numpy",
     )
     summaries = results.take_all()

@@ -17,6 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from lightly_train.data import storage
+
 CHUNK_ROWS = 4096
 
 
@@ -118,7 +120,12 @@ def write_parquet_shard(
     shard = int(idx[0]) // shard_size
     if ok.any():
         table = parquet_table([str(n) for n in names[ok]], vectors[ok])
-        pq.write_table(table, Path(directory) / f"part-{shard:05d}.parquet")
+        where = storage.join(directory, f"part-{shard:05d}.parquet")
+        if storage.is_uri(where):
+            fs, path = storage.resolve(where)
+            pq.write_table(table, path, filesystem=fs)
+        else:
+            pq.write_table(table, where)
     failed = "\n".join(
         f"{n}\t{e}" for n, e in zip(names[~ok], errors[~ok], strict=True)
     )

@@ -25,6 +25,7 @@ from lightly_train._io import atomic_path
 from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
 from lightly_train.data.files import list_image_files
+from lightly_train.data.storage import is_uri
 from lightly_train.errors import LightlyTrainError
 from lightly_train.methods import get_method
 from lightly_train.models import build_embedding_model
@@ -132,6 +133,12 @@ def run(config: TrainConfig) -> TrainSummary:
         )
     check_method(config)
     files = list_image_files(config.data)
+    if is_uri(config.out):
+        raise LightlyTrainError(
+            f"out='{config.out}' is a URI; train writes checkpoints and logs to a "
+            "directory. Use a local path, or on a cluster a shared filesystem mounted "
+            "on every node (NFS, EFS, a mounted bucket). data may be a URI."
+        )
     out = Path(config.out).resolve()
     check_out(out, config.overwrite, config.resume_interrupted)
     with ray_session():
@@ -151,7 +158,7 @@ def run(config: TrainConfig) -> TrainSummary:
         )
         spec = WorkerSpec(
             config={**config.model_dump(), "out": str(out)},
-            paths=[str(Path(p).resolve()) for p in files.paths],
+            paths=[p if is_uri(p) else str(Path(p).resolve()) for p in files.paths],
             accelerator=plan.accelerator,
             worker_batch_size=batch_size,
             loader_workers=plan.loader_workers,

@@ -1,0 +1,112 @@
+"""Local paths and remote URIs (``s3://``, ``gs://``, any pyarrow filesystem) alike.
+
+Credentials come from the standard environment variables (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL`` for S3-compatible servers, ...), read
+by pyarrow. On a cluster, set them for every node (e.g. the job's runtime_env).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    return "://" in str(location)
+
+
+@lru_cache(maxsize=16)
+def _filesystem(root: str) -> pafs.FileSystem:
+    # One client per bucket and process: creating an S3 client is slow.
+    return pafs.FileSystem.from_uri(root)[0]
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """``"s3://bucket/key"`` -> (filesystem, ``"bucket/key"``)."""
+    parsed = urlparse(uri)
+    fs = _filesystem(f"{parsed.scheme}://{parsed.netloc}")
+    return fs, f"{parsed.netloc}{parsed.path}".rstrip("/")
+
+
+def join(location: str, name: str) -> str:
+    return (
+        f"{location.rstrip('/')}/{name}"
+        if is_uri(location)
+        else str(Path(location) / name)
+    )
+
+
+def read_bytes(location: str) -> bytes:
+    if not is_uri(location):
+        with open(location, "rb") as f:
+            return f.read()
+    fs, path = resolve(location)
+    with fs.open_input_file(path) as f:
+        return f.readall()
+
+
+def file_type(location: str) -> str:
+    """``"file"``, ``"directory"`` or ``"missing"``."""
+    if not is_uri(location):
+        path = Path(location)
+        return "file" if path.is_file() else "directory" if path.is_dir() else "missing"
+    fs, path = resolve(location)
+    kind = fs.get_file_info(path).type
+    return {pafs.FileType.File: "file", pafs.FileType.Directory: "directory"}.get(
+        kind, "missing"
+    )
+
+
+def list_files(uri: str) -> list[str]:
+    """Every file under a remote prefix, relative to it, with ``/`` separators."""
+    fs, root = resolve(uri)
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    return [
+        info.path[len(root) + 1 :] for info in infos if info.type == pafs.FileType.File
+    ]
+
+
+def write_bytes(location: str, data: bytes) -> None:
+    if not is_uri(location):
+        Path(location).write_bytes(data)
+        return
+    fs, path = resolve(location)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def remote_output(uri: str, directory: bool) -> Iterator[str]:
+    """Yields where to write a remote ``uri``; publishes it if the block succeeds.
+
+    A file is written locally and uploaded (an S3 object appears only when its
+    upload completes). A directory is written under a temporary prefix beside it and
+    its files are moved into place; on an error the temporary prefix is deleted.
+    """
+    fs, path = resolve(uri)
+    if not directory:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, "out")
+            yield local
+            with open(local, "rb") as f:
+                write_bytes(uri, f.read())
+        return
+    tmp_path = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    scheme = urlparse(uri).scheme
+    try:
+        yield f"{scheme}://{tmp_path}"
+        if fs.get_file_info(path).type == pafs.FileType.Directory:
+            fs.delete_dir(path)  # overwrite: checked before any work
+        for name in list_files(f"{scheme}://{tmp_path}"):
+            fs.move(f"{tmp_path}/{name}", f"{path}/{name}")
+    finally:
+        if fs.get_file_info(tmp_path).type == pafs.FileType.Directory:
+            fs.delete_dir(tmp_path)

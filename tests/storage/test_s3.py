@@ -1,0 +1,104 @@
+"""Remote storage against a real S3-compatible server (moto) on loopback."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import lightly_train
+from lightly_train.data import storage
+from lightly_train.errors import LightlyTrainError
+from tests.images import write_image, write_not_an_image
+
+
+def upload_tree(root: Path, uri: str) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            storage.write_bytes(f"{uri}/{path.relative_to(root).as_posix()}",
+                                path.read_bytes())  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def remote(s3_bucket: str, tmp_path_factory, checkpoint: Path) -> dict[str, str]:
+    local = tmp_path_factory.mktemp("s3src")
+    for i in range(6):
+        write_image(local / "imgs" / ("sub" if i % 2 else "") / f"{i}.png", "RGB",
+                    size=(24, 24), seed=i)  # fmt: skip
+    write_not_an_image(local / "imgs" / "bad.jpg")
+    (local / "imgs" / "notes.txt").write_text("not an image")
+    upload_tree(local / "imgs", f"{s3_bucket}/data")
+    storage.write_bytes(f"{s3_bucket}/models/last.ckpt", checkpoint.read_bytes())
+    return {
+        "local": str(local / "imgs"),
+        "data": f"{s3_bucket}/data",
+        "checkpoint": f"{s3_bucket}/models/last.ckpt",
+        "bucket": s3_bucket,
+    }
+
+
+def test_embed_from_s3_to_s3_matches_local(ray_address: str, remote, tmp_path):
+    out = f"{remote['bucket']}/out/emb.pth"
+    summary = lightly_train.embed(
+        out=out, data=remote["data"], checkpoint=remote["checkpoint"], image_size=16
+    )
+    assert summary.out == out and list(summary.failed) == ["bad.jpg"]
+    local = tmp_path / "emb.pth"
+    local.write_bytes(storage.read_bytes(out))
+    got = torch.load(local, weights_only=True)
+    assert got["filenames"] == ["0.png", "2.png", "4.png", "sub/1.png", "sub/3.png",
+                                "sub/5.png"]  # fmt: skip
+
+    reference = lightly_train.embed(
+        out=tmp_path / "ref.pth", data=remote["local"],
+        checkpoint=remote["checkpoint"], image_size=16,
+    )  # fmt: skip
+    ref = torch.load(reference.out, weights_only=True)
+    assert ref["filenames"] == got["filenames"]
+    torch.testing.assert_close(ref["embeddings"], got["embeddings"])
+
+    with pytest.raises(LightlyTrainError, match="already exists"):
+        lightly_train.embed(out=out, data=remote["data"],
+                            checkpoint=remote["checkpoint"])  # fmt: skip
+
+
+def test_parquet_shards_to_s3(ray_address: str, remote) -> None:
+    out = f"{remote['bucket']}/out/shards"
+    summary = lightly_train.embed(
+        out=out, data=remote["data"], checkpoint=remote["checkpoint"],
+        format="parquet", shard_size=4, image_size=16,
+    )  # fmt: skip
+    assert summary.num_images == 6
+    assert sorted(storage.list_files(out)) == ["part-00000.parquet",
+                                               "part-00001.parquet"]  # fmt: skip
+    fs, path = storage.resolve(out)
+    table = pq.read_table(path, filesystem=fs)
+    assert table["filename"].to_pylist()[:2] == ["0.png", "2.png"]
+    assert np.stack(table["embedding"].to_numpy(zero_copy_only=False)).shape == (6, 512)
+    # No temporary prefix is left beside the output.
+    assert all(".tmp-" not in name for name in storage.list_files(remote["bucket"]))
+
+
+def test_missing_remote_inputs_are_clear(remote, tmp_path) -> None:
+    with pytest.raises(LightlyTrainError, match="does not exist"):
+        lightly_train.embed(out=tmp_path / "e.pth", data=f"{remote['bucket']}/nope",
+                            checkpoint=remote["checkpoint"])  # fmt: skip
+    with pytest.raises(LightlyTrainError, match="missing"):
+        lightly_train.embed(out=tmp_path / "e.pth", data=remote["data"],
+                            checkpoint=f"{remote['bucket']}/nope.ckpt")  # fmt: skip
+
+
+def test_train_reads_from_s3(ray_address: str, remote, tmp_path) -> None:
+    summary = lightly_train.train(
+        out=tmp_path / "run", data=remote["data"], model="torchvision/resnet18",
+        epochs=1, batch_size=2, transform_args={"image_size": 32},
+    )  # fmt: skip
+    ckpt = torch.load(summary.checkpoint, weights_only=True)
+    assert ckpt["global_step"] == 3  # 6 readable images + 1 skipped, batch 2
+
+
+def test_train_out_must_not_be_a_uri(remote) -> None:
+    with pytest.raises(LightlyTrainError, match="is a URI"):
+        lightly_train.train(out=f"{remote['bucket']}/run", data=remote["data"],
+                            model="torchvision/resnet18")  # fmt: skip
