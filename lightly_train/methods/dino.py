@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -28,7 +27,6 @@ from lightly_train.methods.transforms import (
     to_size,
     view_transform,
 )
-from lightly_train.models.embedding_model import EmbeddingModel
 
 
 class DINOProjectionHead(nn.Module):
@@ -221,24 +219,8 @@ class DINO(Method):
     n_views = (2, None)
     method_args: DINOArgs
 
-    def __init__(
-        self,
-        embedding_model: EmbeddingModel,
-        method_args: Mapping[str, Any] | None = None,
-        optim_args: Mapping[str, Any] | None = None,
-        total_steps: int | None = None,
-        *,
-        steps_per_epoch: int | None = None,
-        global_batch_size: int = 256,
-    ) -> None:
-        super().__init__(
-            embedding_model,
-            method_args,
-            optim_args,
-            total_steps,
-            steps_per_epoch=steps_per_epoch,
-            global_batch_size=global_batch_size,
-        )
+    def build_heads(self) -> None:
+        embedding_model = self.embedding_model
         a = self.method_args
         self.student_head = DINOProjectionHead(
             embedding_model.embed_dim,

@@ -196,24 +196,8 @@ class Distillation(Method):
     n_views = (1, None)
     method_args: DistillationArgs
 
-    def __init__(
-        self,
-        embedding_model: EmbeddingModel,
-        method_args: Mapping[str, Any] | None = None,
-        optim_args: Mapping[str, Any] | None = None,
-        total_steps: int | None = None,
-        *,
-        steps_per_epoch: int | None = None,
-        global_batch_size: int = 256,
-    ) -> None:
-        super().__init__(
-            embedding_model,
-            method_args,
-            optim_args,
-            total_steps,
-            steps_per_epoch=steps_per_epoch,
-            global_batch_size=global_batch_size,
-        )
+    def build_heads(self) -> None:
+        embedding_model = self.embedding_model
         self.teacher = load_teacher(self.method_args)
         self.student_head = nn.Linear(embedding_model.embed_dim, self.teacher.embed_dim)
         self.criterion = DistillationLoss()

@@ -100,6 +100,11 @@ class Method(lightning.LightningModule):
         self.total_steps = total_steps
         self.steps_per_epoch = steps_per_epoch
         self.optim_args = self._resolve_optim_args(optim_args, global_batch_size)
+        self.build_heads()
+
+    def build_heads(self) -> None:
+        """Builds the method's heads, teachers and losses (subclasses); runs at the
+        end of ``__init__``, when the arguments are validated and resolved."""
 
     def epochs_to_steps(self, epochs: float) -> int | None:
         """Converts a paper's epoch count to optimizer steps of this run.

@@ -6,8 +6,7 @@ Representations", ICML 2020, https://arxiv.org/abs/2002.05709.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +21,6 @@ from lightly_train.methods.transforms import (
     TransformArgs,
     view_transform,
 )
-from lightly_train.models.embedding_model import EmbeddingModel
 
 
 class SimCLRProjectionHead(nn.Module):
@@ -148,24 +146,8 @@ class SimCLR(Method):
     n_views = (2, 2)
     method_args: SimCLRArgs
 
-    def __init__(
-        self,
-        embedding_model: EmbeddingModel,
-        method_args: Mapping[str, Any] | None = None,
-        optim_args: Mapping[str, Any] | None = None,
-        total_steps: int | None = None,
-        *,
-        steps_per_epoch: int | None = None,
-        global_batch_size: int = 256,
-    ) -> None:
-        super().__init__(
-            embedding_model,
-            method_args,
-            optim_args,
-            total_steps,
-            steps_per_epoch=steps_per_epoch,
-            global_batch_size=global_batch_size,
-        )
+    def build_heads(self) -> None:
+        embedding_model = self.embedding_model
         self.projection_head = SimCLRProjectionHead(
             embedding_model.embed_dim,
             hidden_dim=self.method_args.hidden_dim,
