@@ -30,8 +30,14 @@ def ray_session() -> Iterator[None]:
     logger.info(f"Connecting to Ray at {address}." if address else "Starting Ray.")
     # "local" starts a new Ray: a bare ray.init() would join any Ray that `ray start`
     # left running on this machine.
+    # A job-scoped local Ray needs no dashboard; for one, `ray start --head` and
+    # set RAY_ADDRESS.
+    local = {} if address else {"include_dashboard": False}
     ray.init(
-        address=address or "local", log_to_driver=True, logging_level=logging.WARNING
+        address=address or "local",
+        log_to_driver=True,
+        logging_level=logging.WARNING,
+        **local,
     )
     try:
         yield
