@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -87,18 +87,27 @@ def resolve_accelerator(
     return "gpu" if accelerator == "gpu" else "cpu"
 
 
+def node_cpus() -> list[int]:
+    """CPUs of each alive node of the connected Ray cluster."""
+    return [
+        int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]
+    ]
+
+
 def plan_actors(
     accelerator: str,
     devices: int | Literal["auto"],
     num_workers: int | Literal["auto"],
     precision: str,
     cluster: dict[str, float],
+    nodes: Sequence[int] = (),
 ) -> Plan:
     """Sizes the model actor pool from the cluster's resources.
 
     On GPUs: one actor per GPU (``devices`` of them). On CPUs: ``devices`` actors, by
     default a quarter of the CPUs, using half the CPUs between them, so the decode
     tasks always have CPUs left and the pipeline cannot deadlock on a small machine.
+    ``nodes`` (CPUs per node) caps an actor so it fits on one node with a CPU spare.
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
     decode = None if num_workers == "auto" else num_workers
@@ -123,4 +132,6 @@ def plan_actors(
             f"Use devices={cpus - 1} or fewer, or devices='auto'."
         )
     per_actor = max(1, (cpus // 2) // actors)
+    if nodes:
+        per_actor = max(1, min(per_actor, max(nodes) - 1))
     return Plan("cpu", actors, per_actor, 0, decode)

@@ -48,3 +48,9 @@ def test_16_mixed_needs_a_gpu() -> None:
     with pytest.raises(LightlyTrainError, match="16-mixed' needs a GPU"):
         plan_actors("auto", "auto", "auto", "16-mixed", {"CPU": 8.0})
     assert plan_actors("auto", "auto", "auto", "16-mixed", {"CPU": 8.0, "GPU": 1.0})
+
+
+def test_cpu_actor_fits_on_one_node() -> None:
+    # 4 nodes x 2 CPUs: one actor must not ask for 4 CPUs no node has.
+    plan = plan_actors("cpu", 1, "auto", "32-true", {"CPU": 8.0}, nodes=[2, 2, 2, 2])
+    assert plan.cpus_per_actor == 1

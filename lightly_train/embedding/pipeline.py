@@ -37,7 +37,7 @@ from lightly_train.embedding.writers import (
     write_parquet_shard,
 )
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import Plan, plan_actors, ray_session
+from lightly_train.runtime import Plan, node_cpus, plan_actors, ray_session
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
             config.num_workers,
             config.precision,
             ray.cluster_resources(),
+            node_cpus(),
         )
         ds = ray.data.from_arrow(manifest(files, plan, with_filenames=sharded))
         ds = ds.map_batches(

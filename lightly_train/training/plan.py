@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,11 +27,13 @@ def plan_workers(
     num_workers: int | Literal["auto"],
     precision: str,
     cluster: dict[str, float],
+    nodes: Sequence[int] = (),
 ) -> WorkerPlan:
     """One worker per GPU; on CPUs ``devices`` workers (default 1) per node.
 
-    A CPU worker reserves an equal share of the cluster's CPUs; its loader processes
-    use that share. A GPU worker reserves one CPU and, by default, runs
+    A CPU worker reserves an equal share of its node's CPUs (``nodes``: CPUs per
+    alive node; empty means one node with all the cluster's CPUs); its loader
+    processes use that share. A GPU worker reserves one CPU and, by default, runs
     ``GPU_LOADER_WORKERS`` loader processes on its node's CPUs.
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
@@ -38,12 +41,21 @@ def plan_workers(
         per_node = max(1, gpus // num_nodes) if devices == "auto" else devices
         loaders = GPU_LOADER_WORKERS if num_workers == "auto" else num_workers
         return WorkerPlan("gpu", per_node * num_nodes, 1, loaders)
-    workers = (1 if devices == "auto" else devices) * num_nodes
+    per_node = 1 if devices == "auto" else devices
+    workers = per_node * num_nodes
     if workers > cpus:
         raise LightlyTrainError(
             f"{workers} CPU training workers need {workers} CPUs but the Ray cluster "
             f"has {cpus}. Use devices={max(1, cpus // num_nodes)} or fewer."
         )
     per_worker = max(1, cpus // workers)
+    if nodes:  # every one of the num_nodes largest nodes must hold per_node workers
+        smallest = min(sorted(nodes, reverse=True)[:num_nodes])
+        if smallest < per_node:
+            raise LightlyTrainError(
+                f"devices={per_node} CPU workers per node need {per_node} CPUs on "
+                f"each of {num_nodes} node(s), but a node has only {smallest}."
+            )
+        per_worker = min(per_worker, smallest // per_node)
     loaders = per_worker - 1 if num_workers == "auto" else num_workers
     return WorkerPlan("cpu", workers, per_worker, loaders)

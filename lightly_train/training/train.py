@@ -30,7 +30,7 @@ from lightly_train.errors import LightlyTrainError
 from lightly_train.methods import get_method
 from lightly_train.models import build_embedding_model
 from lightly_train.models.embedding_model import model_name
-from lightly_train.runtime import ray_session
+from lightly_train.runtime import node_cpus, ray_session
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.plan import WorkerPlan, plan_workers
 from lightly_train.training.worker import WorkerSpec, log_to_file, train_worker
@@ -144,7 +144,7 @@ def run(config: TrainConfig) -> TrainSummary:
     with ray_session():
         plan = plan_workers(
             config.accelerator, config.devices, config.num_nodes, config.num_workers,
-            config.precision, ray.cluster_resources(),
+            config.precision, ray.cluster_resources(), node_cpus(),
         )  # fmt: skip
         batch_size = worker_batch_size(config.batch_size, plan)
         steps = steps_per_epoch(len(files), config.batch_size, plan)
@@ -165,7 +165,7 @@ def run(config: TrainConfig) -> TrainSummary:
             steps_per_epoch=steps,
             resume_from=str(resume_from) if resume_from else None,
         )
-        fit(spec, plan, out)
+        fit(spec, plan, out, config.num_nodes)
     checkpoint = out / "checkpoints" / "last.ckpt"
     exported = export_backbone(
         checkpoint, out / "exported_models" / "exported_last.pt", config.model
@@ -244,7 +244,7 @@ def steps_per_epoch(num_images: int, batch_size: int, plan: WorkerPlan) -> int:
     return steps
 
 
-def fit(spec: WorkerSpec, plan: WorkerPlan, out: Path) -> None:
+def fit(spec: WorkerSpec, plan: WorkerPlan, out: Path, num_nodes: int) -> None:
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=spec.__dict__,
@@ -253,6 +253,8 @@ def fit(spec: WorkerSpec, plan: WorkerPlan, out: Path) -> None:
             use_gpu=plan.accelerator == "gpu",
             resources_per_worker={"CPU": plan.cpus_per_worker}
             | ({"GPU": 1} if plan.accelerator == "gpu" else {}),
+            # Ray packs workers by default: spread them when asked for many nodes.
+            placement_strategy="SPREAD" if num_nodes > 1 else "PACK",
         ),
         run_config=RunConfig(name="run", storage_path=str(out / ".ray_train")),
     )

@@ -1,0 +1,29 @@
+import pytest
+
+from lightly_train.errors import LightlyTrainError
+from lightly_train.training.plan import GPU_LOADER_WORKERS, plan_workers
+
+
+def test_one_cpu_worker_on_a_laptop() -> None:
+    plan = plan_workers("auto", "auto", 1, "auto", "32-true", {"CPU": 2.0})
+    assert (plan.accelerator, plan.num_workers, plan.cpus_per_worker) == ("cpu", 1, 2)
+    assert plan.loader_workers == 1
+
+
+def test_cpu_workers_fit_their_nodes() -> None:
+    # 3 nodes x 3 CPUs, one worker on each of 2 nodes: 3 CPUs each, not 9 // 2.
+    plan = plan_workers("cpu", 1, 2, "auto", "32-true", {"CPU": 9.0}, nodes=[3, 3, 3])
+    assert (plan.num_workers, plan.cpus_per_worker) == (2, 3)
+    with pytest.raises(LightlyTrainError, match="a node has only 3"):
+        plan_workers("cpu", 4, 2, "auto", "32-true", {"CPU": 9.0}, nodes=[3, 3, 3])
+
+
+def test_gpu_workers_one_per_gpu() -> None:
+    plan = plan_workers("auto", "auto", 2, "auto", "bf16-mixed", {"CPU": 64, "GPU": 8})
+    assert (plan.accelerator, plan.num_workers, plan.cpus_per_worker) == ("gpu", 8, 1)
+    assert plan.loader_workers == GPU_LOADER_WORKERS
+
+
+def test_too_many_cpu_workers() -> None:
+    with pytest.raises(LightlyTrainError, match="Use devices=2 or fewer"):
+        plan_workers("cpu", 3, 1, "auto", "32-true", {"CPU": 2.0})
