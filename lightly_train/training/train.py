@@ -11,7 +11,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,35 +146,34 @@ def run(config: TrainConfig) -> TrainSummary:
             config.accelerator, config.devices, config.num_nodes, config.num_workers,
             config.precision, ray.cluster_resources(), node_cpus(),
         )  # fmt: skip
-        batch_size = worker_batch_size(config.batch_size, plan)
-        steps = steps_per_epoch(len(files), config.batch_size, plan)
-        # Everything is checked: only now is anything written to out.
-        resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
-        log_to_file(out / "train.log")
-        logger.info(
-            f"Training {model_name(config.model)} with {config.method} on "
-            f"{len(files)} images, "
-            f"{plan.num_workers} {plan.accelerator} worker(s), {steps} steps/epoch."
-        )
         spec = WorkerSpec(
             config={**config.model_dump(), "out": str(out)},
             paths=[p if is_uri(p) else str(Path(p).resolve()) for p in files.paths],
             accelerator=plan.accelerator,
-            worker_batch_size=batch_size,
+            worker_batch_size=worker_batch_size(config.batch_size, plan),
             loader_workers=plan.loader_workers,
-            steps_per_epoch=steps,
-            resume_from=str(resume_from) if resume_from else None,
+            steps_per_epoch=steps_per_epoch(len(files), config.batch_size, plan),
+            resume_from=None,
         )
-        fit(spec, plan, out, config.num_nodes)
-    checkpoint = out / "checkpoints" / "last.ckpt"
-    exported = export_backbone(
-        checkpoint, out / "exported_models" / "exported_last.pt", config.model
-    )
-    seconds = time.perf_counter() - start
-    logger.info(
-        f"Training done in {seconds:.1f} s. Checkpoint: '{checkpoint}'. "
-        f"Exported backbone: '{exported}'."
-    )
+        # Everything is checked: only now is anything written to out.
+        resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
+        spec = replace(spec, resume_from=str(resume_from) if resume_from else None)
+        with log_to_file(out / "train.log"):
+            logger.info(
+                f"Training {model_name(config.model)} with {config.method} on "
+                f"{len(files)} images, {plan.num_workers} {plan.accelerator} "
+                f"worker(s), {spec.steps_per_epoch} steps/epoch."
+            )
+            fit(spec, plan, out, config.num_nodes)
+            checkpoint = out / "checkpoints" / "last.ckpt"
+            exported = export_backbone(
+                checkpoint, out / "exported_models" / "exported_last.pt", config.model
+            )
+            seconds = time.perf_counter() - start
+            logger.info(
+                f"Training done in {seconds:.1f} s. Checkpoint: '{checkpoint}'. "
+                f"Exported backbone: '{exported}'."
+            )
     return TrainSummary(out, checkpoint, exported, seconds)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,23 @@ class WorkerSpec:
     resume_from: str | None
 
 
-def log_to_file(path: Path) -> None:
-    """Sends lightly_train's and Lightning's log lines to ``path`` with timestamps."""
+@contextmanager
+def log_to_file(path: Path) -> Iterator[None]:
+    """Sends lightly_train's and Lightning's log lines to ``path`` with timestamps,
+    for the duration of the block (so runs in one process never share a log)."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s")
     )
-    for name in ("lightly_train", "lightning.pytorch"):
-        logging.getLogger(name).addHandler(handler)
+    loggers = [logging.getLogger(n) for n in ("lightly_train", "lightning.pytorch")]
+    for log in loggers:
+        log.addHandler(handler)
+    try:
+        yield
+    finally:
+        for log in loggers:
+            log.removeHandler(handler)
+        handler.close()
 
 
 def train_worker(spec_dict: dict[str, Any]) -> None:
@@ -56,8 +67,14 @@ def train_worker(spec_dict: dict[str, Any]) -> None:
     out = Path(config.out)
     rank = ray.train.get_context().get_world_rank()
     world_size = ray.train.get_context().get_world_size()
-    if rank == 0:
-        log_to_file(out / "train.log")
+    with log_to_file(out / "train.log") if rank == 0 else nullcontext():
+        fit_worker(spec, config, rank, world_size)
+
+
+def fit_worker(
+    spec: WorkerSpec, config: TrainConfig, rank: int, world_size: int
+) -> None:
+    out = Path(config.out)
     lightning.seed_everything(config.seed, workers=True, verbose=False)
 
     method_cls = get_method(config.method)

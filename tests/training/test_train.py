@@ -94,6 +94,9 @@ def test_resume_continues_steps_and_weights(ray_address: str, tmp_path: Path, im
     fresh_w = fresh_ckpt[KEY]["embedding_model_state_dict"]["backbone.conv1.weight"]
     assert not torch.equal(resumed_w, one_w)
     torch.testing.assert_close(resumed_w, fresh_w)  # same seed: same trajectory
+    # Each run logs to its own train.log, though all ran in this one process.
+    assert str(fresh) not in (out / "train.log").read_text()
+    assert "Training done" in (fresh / "train.log").read_text()
 
 
 @pytest.mark.parametrize("method", list_methods())
