@@ -8,6 +8,7 @@ by pyarrow. On a cluster, set them for every node (e.g. the job's runtime_env).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -96,8 +97,8 @@ def remote_output(uri: str, directory: bool) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, "out")
             yield local
-            with open(local, "rb") as f:
-                write_bytes(uri, f.read())
+            with open(local, "rb") as src, fs.open_output_stream(path) as dst:
+                shutil.copyfileobj(src, dst, length=16 * 1024**2)  # streamed
         return
     tmp_path = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     scheme = urlparse(uri).scheme
