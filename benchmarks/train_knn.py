@@ -1,6 +1,6 @@
 """SimCLR training: kNN accuracy before and after, and Ray Train's cost vs Lightning.
 
-    python benchmarks/train_knn.py [--epochs 40] [--throughput-epochs 4]
+    python benchmarks/train_knn.py [--epochs 40] [--throughput-epochs 4] [--seed 0]
                                    [--batch-size 64] [--num-images 1797] [--quick]
 
 Data: scikit-learn's bundled handwritten digits (1797 real 8x8 scans, 10 classes, no
@@ -130,7 +130,7 @@ def train_ray(root: Path, args: argparse.Namespace, epochs: int, devices: int,
         out=out, data=root / "digits" / "train", model=MODEL, method="simclr",
         method_args=METHOD_ARGS, optim_args=OPTIM_ARGS, transform_args=TRANSFORM_ARGS,
         epochs=epochs, batch_size=args.batch_size, accelerator="cpu",
-        devices=devices, seed=0,
+        devices=devices, seed=args.seed,
     )  # fmt: skip
     wall = time.perf_counter() - start
     lines = (out / "metrics.jsonl").read_text().splitlines()
@@ -154,12 +154,13 @@ def train_plain(root: Path, args: argparse.Namespace, epochs: int) -> Result:
     start = time.perf_counter()
     cpus = {"CPU": float(os.cpu_count() or 1)}  # what a local Ray would have
     plan = plan_workers("cpu", 1, 1, "auto", "32-true", cpus)
-    lightning.seed_everything(0, workers=True, verbose=False)
+    lightning.seed_everything(args.seed, workers=True, verbose=False)
     method_cls = get_method("simclr")
     paths = list_image_files(root / "digits" / "train").paths
     loader = build_dataloader(paths, method_cls.transform(TRANSFORM_ARGS),
                               batch_size=args.batch_size,
-                              num_workers=plan.loader_workers, seed=0)  # fmt: skip
+                              num_workers=plan.loader_workers,
+                              seed=args.seed)  # fmt: skip
     steps = len(paths) // args.batch_size
     method = method_cls(build_embedding_model(MODEL), METHOD_ARGS, OPTIM_ARGS,
                         total_steps=epochs * steps, steps_per_epoch=steps,
@@ -208,6 +209,8 @@ def parse_args() -> argparse.Namespace:
                         help="of each of the three timed runs")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-images", type=int, default=1797, help="at most 1797")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="of training and the random-init model")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="500 images, 2 epochs, batch 64: a smoke run")  # fmt: skip
     args = parser.parse_args()
@@ -221,7 +224,8 @@ def parse_args() -> argparse.Namespace:
 def measure(root: Path, args: argparse.Namespace) -> tuple[dict, dict]:
     """Returns kNN accuracies and (images/s, wall seconds) of each runner."""
     knn_run = train_ray(root, args, args.epochs, devices=1, name="knn")
-    ckpt = create_checkpoint(root / "random.ckpt", model=MODEL,
+    # With the training seed these are the weights training starts from.
+    ckpt = create_checkpoint(root / "random.ckpt", model=MODEL, seed=args.seed,
                              image_size=(IMAGE_SIZE, IMAGE_SIZE))  # fmt: skip
     last = root / "knn" / "checkpoints" / "last.ckpt"
     ray.init(logging_level=logging.WARNING)  # one Ray start for both embeds
