@@ -45,7 +45,7 @@ def main(out_dir: Path) -> None:
     ):
         print(f"  {name:24s} {[round(v, 4) for v in vector[:4].tolist()]} ...")
     print(f"Checkpoint: {run.checkpoint}")
-    print(f"Embeddings are in {summary.out.resolve()}")
+    print(f"Embeddings are in {Path(summary.out).resolve()}")
 
 
 if __name__ == "__main__":
