@@ -13,7 +13,7 @@ import click
 from lightly_train.config import help_text, parse_cli_args, validate_config
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.errors import LightlyTrainError
-from lightly_train.exporting import ExportConfig
+from lightly_train.export_config import ExportConfig
 from lightly_train.training.config import TrainConfig
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -14,32 +14,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from lightly_train._io import atomic_path, check_out_file
 from lightly_train.checkpoint import embedding_model_from_entry, load_checkpoint_entry
-from lightly_train.config import Config, validate_config
+from lightly_train.config import validate_config
 from lightly_train.errors import LightlyTrainError
+from lightly_train.export_config import ExportConfig
 from lightly_train.models.registry import build_full_model, classifier_name
 
 logger = logging.getLogger(__name__)
-
-
-class ExportConfig(Config):
-    out: str = Field(description="Output file, e.g. model.pt.")
-    checkpoint: str = Field(description="lightly-train checkpoint, e.g. last.ckpt.")
-    part: Literal["model", "embedding_model"] = Field(
-        "model",
-        description="model: the backbone as the plain torchvision model (its "
-        "classifier untrained); embedding_model: backbone + optional embed_dim head.",
-    )
-    format: Literal["torch_state_dict", "torch_model"] = Field(
-        "torch_state_dict",
-        description="torch_state_dict: the weights; torch_model: the whole pickled "
-        "module (load with weights_only=False).",
-    )
-    overwrite: bool = Field(False, description="Replace an existing output file.")
 
 
 def export(

@@ -32,7 +32,13 @@ def ray_session() -> Iterator[None]:
     # left running on this machine.
     # A job-scoped local Ray needs no dashboard; for one, `ray start --head` and
     # set RAY_ADDRESS.
-    local = {} if address else {"include_dashboard": False}
+    # Ray starts its workers at nice 15, so on a small machine every other process
+    # preempts the model's torch threads (and one late thread stalls them all).
+    local = (
+        {}
+        if address
+        else {"include_dashboard": False, "_system_config": {"worker_niceness": 0}}
+    )
     ray.init(
         address=address or "local",
         log_to_driver=True,
@@ -45,15 +51,32 @@ def ray_session() -> Iterator[None]:
         ray.shutdown()
 
 
+# Torch threads of one CPU model actor, at most. Threads of one process wait for
+# each other in every layer, so any other process that takes a core for a moment
+# (decode tasks, Ray's own) stalls them all: on 2 CPUs, 2 actors x 1 thread embed
+# about 1.25x faster than 1 x 2 (benchmarks/README.md). Big nodes run 4-thread
+# actors, a quarter as many actors as CPUs.
+CPU_THREADS_PER_ACTOR = 4
+# Ray CPUs per node that CPU model actors leave to decode tasks: decoding a photo
+# costs a few percent of a forward on CPU, so a small share; the actors' torch
+# threads still cover every CPU (the OS shares the rest).
+DECODE_SHARE = 0.25
+
+
 @dataclass(frozen=True)
 class Plan:
-    """How many model actors run where, and what each one holds."""
+    """How many model actors run where, what each one holds, and how decode tasks
+    are sized. ``cpus_*`` are Ray reservations; ``threads_per_actor`` is what the
+    actor's torch uses (on CPU, all CPUs of its node's share, not only those it
+    reserves)."""
 
     accelerator: Literal["cpu", "gpu"]
     num_actors: int
-    cpus_per_actor: int
+    cpus_per_actor: float
+    threads_per_actor: int
     gpus_per_actor: int
     decode_tasks: int | None  # None: as many as free CPUs allow
+    decode_cpus: float  # what one decode task reserves
 
 
 def resolve_accelerator(
@@ -101,37 +124,57 @@ def plan_actors(
     precision: str,
     cluster: dict[str, float],
     nodes: Sequence[int] = (),
+    max_actors: int | None = None,
 ) -> Plan:
-    """Sizes the model actor pool from the cluster's resources.
+    """Sizes the model actor pool and the decode tasks from the cluster's resources.
 
-    On GPUs: one actor per GPU (``devices`` of them). On CPUs: ``devices`` actors, by
-    default a quarter of the CPUs, using half the CPUs between them, so the decode
-    tasks always have CPUs left and the pipeline cannot deadlock on a small machine.
-    ``nodes`` (CPUs per node) caps an actor so it fits on one node with a CPU spare.
+    On GPUs: one actor per GPU (``devices`` of them), reserving one CPU for its
+    host work; decode tasks take whole CPUs, since there decoding is the work.
+
+    On CPUs: actors of ``CPUs // 4`` torch threads, 1 to ``CPU_THREADS_PER_ACTOR``,
+    that together cover every CPU of a node (2 CPUs: 2 actors x 1 thread; 8: 4 x
+    2; 16: 4 x 4; 64: 16 x 4), but no more actors than ``max_actors``.
+    They reserve all but ``DECODE_SHARE`` of a node's CPUs, which decode tasks share
+    in slices of ``DECODE_SHARE / CPUs``, so up to one decode task per CPU runs when
+    decoding is the bottleneck, and the pipeline cannot deadlock on 2 CPUs.
+    ``nodes`` (CPUs per node, default: one node holding all) bounds an actor to
+    what one node has. ``max_actors`` (from the size of the data) keeps a small
+    job from waiting for actors it has no batches for.
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
     decode = None if num_workers == "auto" else num_workers
+    node = max(nodes) if nodes else cpus
     if resolve_accelerator(accelerator, devices, precision, cluster) == "gpu":
-        actors = gpus if devices == "auto" else devices
+        actors = max(1, min(gpus, max_actors or gpus)) if devices == "auto" else devices
         if actors > gpus:
             logger.warning(
                 f"devices={actors} but the cluster has {gpus} GPUs now; "
                 "waiting for the autoscaler to add more."
             )
-        return Plan("gpu", actors, 1, 1, decode)
+        gpus_per_node = max(1, gpus // max(1, len(nodes)))
+        threads = max(1, min(CPU_THREADS_PER_ACTOR, node // gpus_per_node))
+        return Plan("gpu", actors, 1, threads, 1, decode, 1)
     if cpus < 2:
         raise LightlyTrainError(
             f"The Ray cluster has {cpus} CPU(s); embedding on CPU needs at least 2: "
             "one for the model and one for decoding images."
         )
-    actors = max(1, cpus // 4) if devices == "auto" else devices
-    if actors >= cpus:
+    threads = max(1, min(CPU_THREADS_PER_ACTOR, node // 4))
+    auto = max(1, min(cpus // threads, max_actors or cpus))
+    actors = auto if devices == "auto" else devices
+    if actors > cpus:
         raise LightlyTrainError(
-            f"devices={actors} CPU model actors need {actors} CPUs but the cluster "
-            f"has {cpus}, and at least one must stay free for decoding images. "
-            f"Use devices={cpus - 1} or fewer, or devices='auto'."
+            f"devices={actors} CPU model actors need a CPU each but the cluster "
+            f"has {cpus}. Use devices={cpus} or fewer, or devices='auto'."
         )
-    per_actor = max(1, (cpus // 2) // actors)
-    if nodes:
-        per_actor = max(1, min(per_actor, max(nodes) - 1))
-    return Plan("cpu", actors, per_actor, 0, decode)
+    per_node = max(1, min(node, -(-actors // max(1, cpus // node))))  # share a node
+    for_decode = DECODE_SHARE * max(1, node // 8)  # 2 CPUs: 0.25, 64 CPUs: 2
+    return Plan(
+        "cpu",
+        actors,
+        cpus_per_actor=round((node - for_decode) / per_node, 4),
+        threads_per_actor=max(1, node // per_node),
+        gpus_per_actor=0,
+        decode_tasks=decode,
+        decode_cpus=round(for_decode / node, 4),
+    )

@@ -4,22 +4,58 @@ from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import Plan, plan_actors
 
 
-def test_cpu_plan_on_two_cores_leaves_a_cpu_for_decoding() -> None:
+def fits(plan: Plan, node_cpus: int, per_node: int) -> None:
+    """The actors' torch threads cover the node; their reservations leave room for
+    at least one decode task per CPU, so decoding never waits for a whole CPU."""
+    assert per_node * plan.threads_per_actor == node_cpus
+    left = node_cpus - per_node * plan.cpus_per_actor
+    assert left > 0
+    assert left >= node_cpus * plan.decode_cpus - 1e-9
+
+
+def test_cpu_plan_on_two_cores_uses_both_for_the_model() -> None:
     plan = plan_actors("auto", "auto", "auto", "32-true", {"CPU": 2.0})
-    assert plan == Plan("cpu", num_actors=1, cpus_per_actor=1, gpus_per_actor=0,
-                        decode_tasks=None)  # fmt: skip
+    assert plan == Plan(
+        "cpu", num_actors=2, cpus_per_actor=0.875, threads_per_actor=1,
+        gpus_per_actor=0, decode_tasks=None, decode_cpus=0.125,
+    )  # fmt: skip
+    fits(plan, 2, per_node=2)
 
 
-def test_cpu_plan_scales_with_cpus() -> None:
+def test_small_job_starts_one_actor_with_all_threads() -> None:
+    plan = plan_actors("auto", "auto", "auto", "32-true", {"CPU": 2.0}, max_actors=1)
+    assert (plan.num_actors, plan.threads_per_actor) == (1, 2)
+    fits(plan, 2, per_node=1)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "actors", "threads"), [(4, 4, 1), (8, 4, 2), (16, 4, 4), (64, 16, 4)]
+)
+def test_cpu_plan_scales_with_cpus(cpus: int, actors: int, threads: int) -> None:
+    plan = plan_actors("cpu", "auto", "auto", "32-true", {"CPU": float(cpus)})
+    assert (plan.accelerator, plan.num_actors, plan.threads_per_actor) == (
+        "cpu", actors, threads,
+    )  # fmt: skip
+    fits(plan, cpus, per_node=actors)
+
+
+def test_explicit_decode_tasks_are_kept() -> None:
     plan = plan_actors("cpu", "auto", 8, "32-true", {"CPU": 16.0, "GPU": 2.0})
-    assert (plan.accelerator, plan.num_actors, plan.cpus_per_actor) == ("cpu", 4, 2)
-    assert plan.num_actors * plan.cpus_per_actor < 16
+    assert plan.accelerator == "cpu"
     assert plan.decode_tasks == 8
+
+
+def test_cpu_plan_on_many_nodes_sizes_each_node() -> None:
+    plan = plan_actors("cpu", "auto", "auto", "32-true", {"CPU": 32.0}, [16, 16])
+    assert (plan.num_actors, plan.threads_per_actor) == (8, 4)
+    fits(plan, 16, per_node=4)
 
 
 def test_gpu_plan_one_actor_per_gpu() -> None:
     plan = plan_actors("auto", "auto", "auto", "32-true", {"CPU": 32.0, "GPU": 4.0})
     assert (plan.accelerator, plan.num_actors, plan.gpus_per_actor) == ("gpu", 4, 1)
+    # Each GPU actor reserves one CPU; decode tasks take whole CPUs, the rest.
+    assert (plan.cpus_per_actor, plan.decode_cpus) == (1, 1)
     two = plan_actors("gpu", 2, "auto", "32-true", {"CPU": 32.0, "GPU": 4.0})
     assert two.num_actors == 2
 
@@ -34,9 +70,15 @@ def test_explicit_gpus_wait_for_an_autoscaler() -> None:
     assert (plan.accelerator, plan.num_actors, plan.gpus_per_actor) == ("gpu", 4, 1)
 
 
-def test_too_many_cpu_actors_would_deadlock() -> None:
-    with pytest.raises(LightlyTrainError, match="devices=1 or fewer"):
-        plan_actors("cpu", 2, "auto", "32-true", {"CPU": 2.0})
+def test_gpu_node_16_cores() -> None:
+    plan = plan_actors("auto", "auto", "auto", "bf16-mixed", {"CPU": 16.0, "GPU": 1.0})
+    assert (plan.num_actors, plan.cpus_per_actor, plan.threads_per_actor) == (1, 1, 4)
+    assert plan.decode_tasks is None  # as many as the 15 free CPUs allow
+
+
+def test_more_cpu_actors_than_cpus_is_refused() -> None:
+    with pytest.raises(LightlyTrainError, match="devices=2 or fewer"):
+        plan_actors("cpu", 3, "auto", "32-true", {"CPU": 2.0})
 
 
 def test_one_cpu_is_not_enough() -> None:
@@ -53,4 +95,5 @@ def test_16_mixed_needs_a_gpu() -> None:
 def test_cpu_actor_fits_on_one_node() -> None:
     # 4 nodes x 2 CPUs: one actor must not ask for 4 CPUs no node has.
     plan = plan_actors("cpu", 1, "auto", "32-true", {"CPU": 8.0}, nodes=[2, 2, 2, 2])
-    assert plan.cpus_per_actor == 1
+    assert plan.cpus_per_actor < 2
+    assert plan.threads_per_actor == 2

@@ -62,32 +62,54 @@ def load_image(data: bytes, image_size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def device_decodable(data: bytes) -> bool:
+    """Whether a device JPEG decoder gives the same image as ``open_image``: a
+    colour or grey JPEG without an EXIF rotation (CMYK, rotated and non-JPEG files
+    are decoded on the CPU). Reads only the header."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return (
+                image.format == "JPEG"
+                and image.mode in ("RGB", "L")
+                and image.getexif().get(_ORIENTATION, 1) == 1
+            )
+    except Exception:  # not an image: the CPU path names the error
+        return False
+
+
 def read_file(path: str) -> bytes:
     """The bytes of a local file or a remote URI."""
     return storage.read_bytes(path)
 
 
 def decode_batch(
-    batch: dict[str, np.ndarray], image_size: tuple[int, int]
+    batch: dict[str, np.ndarray], image_size: tuple[int, int], device_jpeg: bool = False
 ) -> dict[str, np.ndarray]:
     """Reads and decodes a batch of manifest rows ``{"idx", "path"}``.
 
     Returns ``{"idx": (B,), "image": (B, H, W, 3) uint8, "error": (B,) str}``; a file
     that fails gets a black image and its error message, so one bad file never
-    fails the job.
+    fails the job. With ``device_jpeg``, plain JPEGs are not decoded here: their
+    bytes go on in a ``"jpeg"`` column (empty for the rows decoded here) for the
+    model's device to decode.
     """
     height, width = image_size
     paths = batch["path"]
     images = np.zeros((len(paths), height, width, 3), dtype=np.uint8)
     errors = np.full(len(paths), "", dtype=object)
+    jpeg = np.full(len(paths), b"", dtype=object)
     for i, path in enumerate(paths):
         try:
-            images[i] = load_image(read_file(str(path)), image_size)
+            data = read_file(str(path))
+            if device_jpeg and device_decodable(data):
+                jpeg[i] = data
+                continue
+            images[i] = load_image(data, image_size)
         except UnidentifiedImageError:
             errors[i] = "not an image file PIL can read"
         except Exception as ex:  # any decoder error: PIL raises many kinds
             errors[i] = f"{type(ex).__name__}: {ex}"
     out = {"idx": batch["idx"], "image": images, "error": errors.astype(str)}
-    if "filename" in batch:  # carried along for writers that run as tasks
-        out["filename"] = batch["filename"]
+    if device_jpeg:
+        out["jpeg"] = jpeg
     return out

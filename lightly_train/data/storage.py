@@ -17,7 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
@@ -111,3 +113,51 @@ def remote_output(uri: str, directory: bool) -> Iterator[str]:
     finally:
         if fs.get_file_info(tmp_path).type == pafs.FileType.Directory:
             fs.delete_dir(tmp_path)
+
+
+def _fs_path(location: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and path for a local path or a URI alike."""
+    if is_uri(location):
+        return resolve(location)
+    return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
+@contextmanager
+def open_output(location: str) -> Iterator[pafs.NativeFile]:
+    """A writable stream to ``location``; local parents are created."""
+    fs, path = _fs_path(location)
+    if not is_uri(location):
+        fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as stream:
+        yield stream
+
+
+def write_parquet(table: pa.Table, location: str) -> None:
+    with open_output(location) as stream:
+        pq.write_table(table, stream)
+
+
+def read_parquet(location: str) -> pa.Table:
+    fs, path = _fs_path(location)
+    return pq.read_table(path, filesystem=fs)
+
+
+def parquet_schema(location: str) -> pa.Schema:
+    fs, path = _fs_path(location)
+    with fs.open_input_file(path) as f:
+        return pq.read_schema(f)
+
+
+def list_names(location: str) -> list[str]:
+    """Names of the files directly in a directory (or under a prefix); none if it
+    does not exist."""
+    fs, path = _fs_path(location)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return [i.base_name for i in infos if i.type == pafs.FileType.File]
+
+
+def remove_tree(location: str) -> None:
+    """Deletes a directory (or prefix) and everything in it, if it exists."""
+    fs, path = _fs_path(location)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)

@@ -1,7 +1,8 @@
 """The ``embed`` pipeline, read top to bottom.
 
 list + sort (driver) -> decode (CPU tasks) -> embed (actor pool) -> gather by row
-index (driver, into a memory map) -> writer -> atomic rename to ``out``
+index (driver, into a memory map) -> writer -> atomic rename to ``out``; sharded
+formats instead: -> fragments per shard (tasks) -> one merge task per shard
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import math
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
-from torch import nn
 
 from lightly_train._io import check_out_dir, check_out_file, output_location
 from lightly_train.checkpoint import check_custom_model, load_checkpoint_entry
@@ -27,21 +29,25 @@ from lightly_train.config import validate_config
 from lightly_train.data import storage
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles, list_image_files
+from lightly_train.embedding import shards
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.embedder import Embedder
 from lightly_train.embedding.writers import (
-    PARQUET_PATTERN,
-    SHARDED_FORMATS,
+    SHARDED_WRITERS,
     WRITERS,
     Embeddings,
-    write_parquet_shard,
+    ShardedWriter,
 )
 from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import Plan, node_cpus, plan_actors, ray_session
 
+if TYPE_CHECKING:
+    from torch import nn
+
 logger = logging.getLogger(__name__)
 
 DECODE_TASK_MEMORY = 512 * 1024**2  # bytes
+AUTO_CPU_BATCH, AUTO_GPU_BATCH = 64, 256
 
 
 @dataclass(frozen=True)
@@ -61,11 +67,13 @@ def embed(
     checkpoint: str | os.PathLike[str],
     format: str = "torch",
     image_size: int | tuple[int, int] = 224,
-    batch_size: int = 128,
+    batch_size: int | Literal["auto"] = "auto",
     num_workers: int | Literal["auto"] = "auto",
     devices: int | Literal["auto"] = "auto",
     accelerator: Literal["auto", "cpu", "gpu"] = "auto",
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true",
+    jpeg_decode: Literal["auto", "tasks", "model"] = "auto",
+    compile: bool = False,
     overwrite: bool = False,
     model: nn.Module | None = None,
     shard_size: int = 100_000,
@@ -85,11 +93,15 @@ def embed(
             directory of ``part-NNNNN.parquet`` shards written by Ray tasks, for
             datasets too large to gather in one process.
         image_size: Resize images to this size, int or (height, width).
-        batch_size: Images per model forward.
+        batch_size: Images per model forward; ``"auto"``: 64 on CPU, 256 per GPU.
         num_workers: Parallel decode tasks; ``"auto"`` uses the free CPUs.
         devices: GPUs to use (or CPU model actors when there are no GPUs).
         accelerator: ``"cpu"``, ``"gpu"`` or ``"auto"``.
         precision: ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"`` (GPU only).
+        jpeg_decode: ``"tasks"``: CPU tasks decode every image; ``"model"``: the
+            model actors decode plain JPEGs on their device (nvJPEG on a GPU) and
+            the tasks only read them; ``"auto"``: ``"model"`` on GPUs.
+        compile: Run the model through ``torch.compile`` (slow to start).
         overwrite: Replace ``out`` if it exists.
         model: Only for checkpoints trained from a custom backbone module: a fresh
             instance of that module.
@@ -113,9 +125,9 @@ def embed(
 def run(config: EmbedConfig) -> EmbedSummary:
     """Runs ``embed`` for a validated config."""
     start = time.perf_counter()
-    sharded = config.format in SHARDED_FORMATS
+    sharded = SHARDED_WRITERS.get(config.format)
     out = (
-        check_out_dir(config.out, config.overwrite, PARQUET_PATTERN)
+        check_out_dir(config.out, config.overwrite, sharded.pattern)
         if sharded
         else check_out_file(config.out, config.overwrite, "embeddings.pth")
     )
@@ -131,13 +143,19 @@ def run(config: EmbedConfig) -> EmbedSummary:
             config.precision,
             ray.cluster_resources(),
             node_cpus(),
+            # No more actors than pairs of batches: a small job waits for none.
+            max_actors=math.ceil(len(files) / (2 * AUTO_CPU_BATCH)),
         )
-        ds = ray.data.from_arrow(manifest(files, plan, with_filenames=sharded))
+        batch = batch_size(config.batch_size, plan.accelerator)
+        on_device = config.jpeg_decode == "model" or (
+            config.jpeg_decode == "auto" and plan.accelerator == "gpu"
+        )
+        ds = ray.data.from_arrow(manifest(files, plan))
         ds = ds.map_batches(
             decode_batch,
-            fn_kwargs={"image_size": config.size},
+            fn_kwargs={"image_size": config.size, "device_jpeg": on_device},
             batch_size=None,  # one manifest block per task
-            num_cpus=1,
+            num_cpus=plan.decode_cpus,
             # Room for a large photo's decode buffers and the block of arrays. As a
             # resource the actors don't ask for, it also keeps Ray Data from fusing
             # decode into the model actors: decoding stays in parallel CPU tasks.
@@ -150,22 +168,45 @@ def run(config: EmbedConfig) -> EmbedSummary:
                 "checkpoint": ray.put(entry),
                 "device": "cuda" if plan.accelerator == "gpu" else "cpu",
                 "precision": config.precision,
-                "num_threads": plan.cpus_per_actor,
+                "num_threads": plan.threads_per_actor,
                 "model": config.model,
+                "compile": config.compile,
             },
-            batch_size=config.batch_size,
+            batch_size=batch,
             num_cpus=plan.cpus_per_actor,
             num_gpus=plan.gpus_per_actor,
-            compute=ray.data.ActorPoolStrategy(size=plan.num_actors),
+            compute=model_pool(plan),
         )
         if sharded:
             with output_location(out, directory=True) as target:
-                num_images, dim, failed = write_shards(ds, target, config.shard_size)
+                num_images, dim, failed = write_shards(
+                    ds, sharded, files, target, config.shard_size, plan
+                )
         else:
             num_images, dim, failed = gather_and_write(ds, files, out, config.format)
     summary = EmbedSummary(out, num_images, dim, failed, time.perf_counter() - start)
     log_summary(summary)
     return summary
+
+
+def batch_size(requested: int | Literal["auto"], accelerator: str) -> int:
+    """``auto``: 64 on CPU (faster than 128 there, benchmarks/README.md), 256 per
+    GPU, which a ResNet-50 at 224 px needs to fill a large GPU."""
+    if requested != "auto":
+        return requested
+    return AUTO_CPU_BATCH if accelerator == "cpu" else AUTO_GPU_BATCH
+
+
+def model_pool(plan: Plan) -> ray.data.ActorPoolStrategy:
+    """A fixed pool; on GPUs two calls per actor run at once (each on its own CUDA
+    stream), so one batch's host work and copies overlap the other's compute."""
+    if plan.accelerator != "gpu":
+        return ray.data.ActorPoolStrategy(size=plan.num_actors)
+    return ray.data.ActorPoolStrategy(
+        size=plan.num_actors,
+        max_concurrent_calls_per_actor=2,
+        enable_true_multi_threading=True,
+    )
 
 
 def gather_and_write(
@@ -182,48 +223,61 @@ def gather_and_write(
 
 
 def write_shards(
-    ds: ray.data.Dataset, directory: str, shard_size: int
+    ds: ray.data.Dataset,
+    writer: ShardedWriter,
+    files: ImageFiles,
+    directory: str,
+    shard_size: int,
+    plan: Plan,
 ) -> tuple[int, int, dict[str, str]]:
-    """Each shard of ``shard_size`` consecutive rows is grouped and written by a
-    Ray task: the driver only sees one summary row per shard."""
-    ds = ds.add_column("shard", lambda batch: batch["idx"] // shard_size)
-    results = ds.groupby("shard").map_groups(
-        write_parquet_shard,
+    """Tasks write each embedded block as per-shard fragments as it streams, then
+    one task per shard merges its fragments: no shuffle, and the driver only counts
+    rows per shard (a lost-row check like ``gather``'s)."""
+    names = ray.put(pa.array(files.filenames, pa.string()))
+    pieces = ds.map_batches(
+        writer.fragment,
         fn_kwargs={"directory": directory, "shard_size": shard_size},
+        fn_args=(names,),
+        batch_size=None,
         batch_format="numpy",
+        num_cpus=plan.decode_cpus,
     )
-    summaries = results.take_all()
-    failed = dict(
-        line.split("\t", 1)
-        for row in summaries
-        for line in str(row["failed"]).splitlines()
-    )
-    num_images = sum(int(row["rows"]) for row in summaries)
-    if num_images == 0:
-        raise LightlyTrainError(
-            f"None of the {len(failed)} images could be decoded, e.g. "
-            f"{next(iter(failed.items()))}. Check that data holds valid images."
-        )
-    return num_images, int(summaries[0]["dim"]), dict(sorted(failed.items()))
+    counts: Counter[int] = Counter()  # rows seen per shard
+    kept: Counter[int] = Counter()  # rows written per shard
+    failed_idx: list[int] = []
+    failed_error: list[str] = []
+    for piece in pieces.iter_batches(batch_size=None, batch_format="pyarrow"):
+        shard = piece["shard"].to_pylist()
+        counts.update(dict(zip(shard, piece["rows"].to_pylist(), strict=True)))
+        kept.update(dict(zip(shard, piece["kept"].to_pylist(), strict=True)))
+        failed_idx += pc.list_flatten(piece["failed_idx"]).to_pylist()
+        failed_error += pc.list_flatten(piece["failed_error"]).to_pylist()
+    expected = Counter((np.arange(len(files)) // shard_size).tolist())
+    if counts != expected:
+        lost = sum((expected - counts).values())
+        raise RuntimeError(f"Embedded {len(files) - lost} of {len(files)} images; "
+                           "rows lost.")  # fmt: skip
+    order = sorted(zip(failed_idx, failed_error, strict=True))
+    failed = {files.filenames[i]: error for i, error in order}
+    check_some_decoded(failed, len(files))
+    written = [s for s in sorted(kept) if kept[s] > 0]  # part k: k-th of these
+    merge = ray.remote(num_cpus=plan.decode_cpus)(writer.merge)
+    rows = ray.get([merge.remote(directory, s, k) for k, s in enumerate(written)])
+    storage.remove_tree(storage.join(directory, shards.FRAGMENTS))
+    schema = storage.parquet_schema(storage.join(directory, "part-00000.parquet"))
+    dim = schema.field("embedding").type.list_size
+    return sum(rows), dim, failed
 
 
-def manifest(
-    files: ImageFiles, plan: Plan, with_filenames: bool = False
-) -> list[pa.Table]:
-    """Manifest rows ``(idx, path[, filename])`` in blocks, one decode task each.
-
-    Filenames travel with the rows only for writers that run as Ray tasks.
-    """
+def manifest(files: ImageFiles, plan: Plan) -> list[pa.Table]:
+    """Manifest rows ``(idx, path)`` in blocks, one decode task each."""
     num_blocks = max(1, 4 * max(plan.num_actors, plan.decode_tasks or 0, 4))
     rows = min(256, max(1, math.ceil(len(files) / num_blocks)))
     idx = np.arange(len(files), dtype=np.int64)
-    blocks = []
-    for i in range(0, len(files), rows):
-        columns = {"idx": idx[i : i + rows], "path": files.paths[i : i + rows]}
-        if with_filenames:
-            columns["filename"] = files.filenames[i : i + rows]
-        blocks.append(pa.table(columns))
-    return blocks
+    return [
+        pa.table({"idx": idx[i : i + rows], "path": files.paths[i : i + rows]})
+        for i in range(0, len(files), rows)
+    ]
 
 
 def gather(
@@ -232,7 +286,8 @@ def gather(
     """Scatters batches (in any order) into a memory map by row index."""
     vectors: np.ndarray | None = None
     seen = np.zeros(len(files), dtype=bool)
-    failed: dict[str, str] = {}
+    bad = np.zeros(len(files), dtype=bool)
+    errors: dict[int, str] = {}
     for batch in batches:
         idx, emb = batch["idx"], batch["embedding"]
         if vectors is None:
@@ -240,19 +295,25 @@ def gather(
             vectors = np.lib.format.open_memmap(path, "w+", np.float32, shape)
         vectors[idx] = emb
         seen[idx] = True
-        for i, error in zip(idx, batch["error"], strict=True):
-            if error:
-                failed[files.filenames[i]] = str(error)
+        failed_rows = np.flatnonzero(batch["error"] != "")
+        bad[idx[failed_rows]] = True
+        errors.update(
+            zip(idx[failed_rows].tolist(), batch["error"][failed_rows], strict=True)
+        )
     if vectors is None or not seen.all():
         raise RuntimeError(f"Embedded {seen.sum()} of {len(files)} images; rows lost.")
-    if len(failed) == len(files):
+    failed = {files.filenames[i]: str(errors[i]) for i in sorted(errors)}
+    check_some_decoded(failed, len(files))
+    rows = np.flatnonzero(~bad)
+    return Embeddings([files.filenames[i] for i in rows], vectors, rows), failed
+
+
+def check_some_decoded(failed: dict[str, str], num_files: int) -> None:
+    if len(failed) == num_files:
         raise LightlyTrainError(
-            f"None of the {len(files)} images could be decoded, e.g. "
+            f"None of the {num_files} images could be decoded, e.g. "
             f"{next(iter(failed.items()))}. Check that data holds valid images."
         )
-    keep = [i for i, name in enumerate(files.filenames) if name not in failed]
-    rows = np.asarray(keep, dtype=np.int64)
-    return Embeddings([files.filenames[i] for i in keep], vectors, rows), failed
 
 
 def log_summary(summary: EmbedSummary) -> None:

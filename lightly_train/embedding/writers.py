@@ -1,7 +1,8 @@
 """Output formats for embeddings, as specified in the ``embed`` docs.
 
 A writer takes the gathered ``Embeddings`` and a path; it streams the rows in order.
-Add a format by adding a function to ``WRITERS``; the tests loop over it.
+Add a format by adding a function to ``WRITERS`` (or a ``ShardedWriter`` to
+``SHARDED_WRITERS``); the tests loop over them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-import torch
 
-from lightly_train.data import storage
+from lightly_train.embedding import shards
 
 CHUNK_ROWS = 4096
 
@@ -76,6 +75,8 @@ def write_lightly_csv(path: Path, embeddings: Embeddings) -> None:
 
 def write_torch(path: Path, embeddings: Embeddings) -> None:
     """``{"embeddings": Tensor (N, D) float32, "filenames": list[str]}``."""
+    import torch  # here: the CLI and Ray's decode workers need no torch
+
     tensor = torch.empty((len(embeddings.rows), embeddings.dim), dtype=torch.float32)
     start = 0
     for names, vectors in embeddings.chunks():
@@ -90,48 +91,20 @@ WRITERS: dict[str, Callable[[Path, Embeddings], None]] = {
     "torch": write_torch,
 }
 
-# Formats written as a directory of shards by Ray tasks, never gathered on the driver.
-SHARDED_FORMATS = ("parquet",)
-PARQUET_PATTERN = "part-*.parquet"
+
+@dataclass(frozen=True)
+class ShardedWriter:
+    """A format written as a directory of shards by Ray tasks, never gathered on
+    the driver: ``fragment`` runs on every embedded block, ``merge`` once per shard
+    (see ``shards.py``)."""
+
+    pattern: str  # the names of its files, e.g. "part-*.parquet"
+    fragment: Callable[..., pa.Table]
+    merge: Callable[[str, int, int], int]
 
 
-def parquet_table(filenames: list[str], vectors: np.ndarray) -> pa.Table:
-    """``filename`` (string) and ``embedding`` (fixed_size_list<float32>[D])."""
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
-    embedding = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-    return pa.table(
-        {"filename": pa.array(filenames, pa.string()), "embedding": embedding}
-    )
-
-
-def write_parquet_shard(
-    rows: dict[str, np.ndarray], directory: str, shard_size: int
-) -> dict[str, np.ndarray]:
-    """Writes one shard ``part-%05d.parquet`` (rows of ``idx // shard_size``) in
-    filename order, without the rows that failed to decode.
-
-    Runs as a Ray task on one group of rows; returns a one-row summary:
-    ``{"shard", "rows", "dim", "failed"}`` with ``failed`` as "name\terror" lines.
-    """
-    order = np.argsort(rows["idx"], kind="stable")
-    idx, names = rows["idx"][order], rows["filename"][order]
-    errors, vectors = rows["error"][order], rows["embedding"][order]
-    ok = errors == ""
-    shard = int(idx[0]) // shard_size
-    if ok.any():
-        table = parquet_table([str(n) for n in names[ok]], vectors[ok])
-        where = storage.join(directory, f"part-{shard:05d}.parquet")
-        if storage.is_uri(where):
-            fs, path = storage.resolve(where)
-            pq.write_table(table, path, filesystem=fs)
-        else:
-            pq.write_table(table, where)
-    failed = "\n".join(
-        f"{n}\t{e}" for n, e in zip(names[~ok], errors[~ok], strict=True)
-    )
-    return {
-        "shard": np.array([shard]),
-        "rows": np.array([int(ok.sum())]),
-        "dim": np.array([vectors.shape[1]]),
-        "failed": np.array([failed], dtype=object),
-    }
+SHARDED_WRITERS: dict[str, ShardedWriter] = {
+    "parquet": ShardedWriter(
+        shards.PATTERN, shards.write_fragments, shards.merge_shard
+    ),
+}

@@ -79,3 +79,18 @@ def test_embedder_on_gpu(checkpoint: Path, precision: str) -> None:
     gpu = Embedder(entry, device="cuda", precision=precision).embed(batch)
     tol = 1e-3 if precision == "32-true" else 5e-2
     np.testing.assert_allclose(gpu, cpu, rtol=tol, atol=tol)
+
+
+def test_channels_last_equals_contiguous(checkpoint: Path) -> None:
+    """The actor runs the model and its input channels_last; the embeddings equal
+    those of the plain contiguous (NCHW) model within float32 tolerance."""
+    entry = load_checkpoint_entry(checkpoint)
+    batch = images(4)
+    embedder = Embedder(entry)
+    channels_last = embedder.embed(batch)
+    conv = embedder.model.backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.is_contiguous()
+    np.testing.assert_allclose(
+        channels_last, reference(checkpoint, batch), rtol=1e-4, atol=1e-5
+    )

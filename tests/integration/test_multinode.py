@@ -235,8 +235,11 @@ def test_embed_spreads_decode_tasks_and_model_actors_over_both_nodes(
         "image_size": EMBED_SIZE, "batch_size": 4, "devices": 2, "accelerator": "cpu",
     }  # fmt: skip
     # One decode task per manifest block (the pipeline's own sizing for this cluster).
-    plan = plan_actors("cpu", 2, "auto", "32-true", {"CPU": 2 * CPUS_PER_NODE})
-    assert (plan.num_actors, plan.cpus_per_actor) == (2, 1)
+    plan = plan_actors(
+        "cpu", 2, "auto", "32-true", {"CPU": 2 * CPUS_PER_NODE}, [CPUS_PER_NODE] * 2
+    )
+    assert plan.num_actors == 2
+    assert plan.cpus_per_actor < CPUS_PER_NODE  # one per node, with decode room
     num_blocks = len(manifest(list_image_files(root), plan))
     # Ray Data starts streaming as soon as one model actor is up; on a small data set
     # the first actor can finish everything while the second is still importing torch

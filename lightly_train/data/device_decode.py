@@ -1,0 +1,82 @@
+"""Decode JPEG bytes on the model's device (nvJPEG on CUDA) and resize there.
+
+The CPU decode tasks only read the bytes of plain JPEGs (see
+``decode.device_decodable``); everything else is decoded on the CPU as before. On
+the device each JPEG is decoded in full, then resized with antialiased bilinear
+interpolation, which is what PIL's ``BILINEAR`` resize does on the CPU path. The two
+paths agree to within a few grey levels per pixel: at 224 px, at most 6 and 0.3 on
+average, measured on photos of 64x48 to 2000x1500 (PIL may decode at a reduced DCT
+scale first; ``tests/data/test_device_decode.py`` holds the tolerance).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from lightly_train.data.decode import load_image
+
+
+def decode_on_device(
+    jpeg: np.ndarray, images: torch.Tensor, errors: np.ndarray
+) -> None:
+    """Decodes the rows of ``jpeg`` that hold bytes into ``images``, in place.
+
+    Args:
+        jpeg: ``(B,)`` bytes; empty for rows already decoded on the CPU.
+        images: ``(B, 3, H, W)`` uint8 on the device; rows with bytes are filled.
+        errors: ``(B,)`` str (object array); a row that no decoder can read gets
+            its error here.
+    """
+    rows = [i for i, data in enumerate(jpeg) if len(data) > 0]
+    if not rows:
+        return
+    size = tuple(images.shape[2:])
+    decoded = _decode(
+        [torch.frombuffer(bytearray(jpeg[i]), dtype=torch.uint8) for i in rows],
+        images.device,
+    )
+    by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for k, image in enumerate(decoded):
+        if image is not None:
+            by_shape[tuple(image.shape)].append(k)
+        else:  # the device decoder refused it: the CPU path per image
+            try:
+                cpu = torch.from_numpy(load_image(bytes(jpeg[rows[k]]), size))
+                images[rows[k]] = cpu.permute(2, 0, 1).to(images.device)
+            except Exception as ex:  # any decoder error: PIL raises many kinds
+                errors[rows[k]] = f"{type(ex).__name__}: {ex}"
+    for ks in by_shape.values():  # one resize per input shape
+        batch = torch.stack([decoded[k] for k in ks])  # (b, 3, h, w) uint8
+        images[[rows[k] for k in ks]] = resize(batch, size)
+
+
+def resize(images: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """``(B, 3, h, w)`` uint8 -> ``(B, 3, *size)`` uint8, antialiased bilinear."""
+    if tuple(images.shape[2:]) == size:
+        return images
+    x = F.interpolate(
+        images.float(), size=size, mode="bilinear", antialias=True, align_corners=False
+    )
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _decode(
+    data: list[torch.Tensor], device: torch.device
+) -> list[torch.Tensor | None]:
+    """Batched decode; on a failure, image by image so one file fails alone."""
+    try:
+        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        pass
+    out: list[torch.Tensor | None] = []
+    for one in data:
+        try:
+            out.append(decode_jpeg(one, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:
+            out.append(None)
+    return out

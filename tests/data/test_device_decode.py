@@ -1,0 +1,120 @@
+"""The model-side JPEG decode path (``jpeg_decode="model"``), run with torchvision's
+CPU decoder: the same code the GPU runs with nvJPEG, minus the device."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lightly_train.checkpoint import load_checkpoint_entry
+from lightly_train.data.decode import decode_batch, device_decodable, load_image
+from lightly_train.data.device_decode import decode_on_device
+from lightly_train.embedding.embedder import Embedder
+from tests.images import write_exif_rotated_jpeg, write_image, write_truncated_jpeg
+
+SIZE = (48, 64)  # (height, width)
+# Largest per-pixel difference (of 255) between the two decoders, and the mean.
+# PIL decodes a JPEG 2x or more larger than the target at a reduced DCT scale
+# before resizing; the device decodes it whole. Measured on photos of 64x48 to
+# 2000x1500: to 224x224, max 1-6 and mean 0.14-0.31 grey levels; to 64x48, max
+# up to 18, mean up to 1.1.
+MAX_DIFF, MEAN_DIFF = 40, 2.0
+
+
+def photo(path: Path, size: tuple[int, int], seed: int) -> None:
+    """A JPEG cut from a real photo that ships with scikit-image."""
+    from skimage import data
+
+    source = Image.fromarray(data.astronaut() if seed % 2 else data.coffee())
+    rng = np.random.default_rng(seed)
+    x, y = int(rng.integers(0, 100)), int(rng.integers(0, 80))
+    crop = source.crop((x, y, x + 300, y + 220)).resize(size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    crop.save(path, quality=90)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("jpegs")
+    out = {}
+    for i, size in enumerate([(500, 375), (64, 48), (200, 120), (500, 375)]):
+        out[f"photo{i}"] = root / f"photo{i}.jpg"
+        photo(out[f"photo{i}"], size, seed=i)
+    out["grey"] = root / "grey.jpg"
+    write_image(out["grey"], mode="L", size=(80, 60))
+    out["rotated"] = root / "rotated.jpg"
+    write_exif_rotated_jpeg(out["rotated"], (40, 24), orientation=6)
+    out["cmyk"] = root / "cmyk.jpg"
+    write_image(out["cmyk"], mode="CMYK", size=(40, 30))
+    out["png_named_jpg"] = root / "png.jpg"
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(
+        out["png_named_jpg"], "PNG"
+    )
+    out["truncated"] = root / "truncated.jpg"
+    write_truncated_jpeg(out["truncated"])
+    out["garbage"] = root / "garbage.jpg"
+    out["garbage"].write_bytes(np.random.default_rng(0).bytes(500))
+    return out
+
+
+def test_only_plain_jpegs_go_to_the_device(files: dict[str, Path]) -> None:
+    expected = {"photo0", "photo1", "photo2", "photo3", "grey", "truncated"}
+    device = {k for k, f in files.items() if device_decodable(f.read_bytes())}
+    assert device == expected  # rotated, CMYK, PNG and garbage: the CPU path
+
+
+def run_both(files: dict[str, Path]) -> tuple[dict, dict]:
+    names = sorted(files)
+    batch = {
+        "idx": np.arange(len(names)),
+        "path": np.array([str(files[n]) for n in names]),
+    }
+    return decode_batch(batch, SIZE), decode_batch(batch, SIZE, device_jpeg=True)
+
+
+def test_device_decode_matches_the_cpu_path(files: dict[str, Path]) -> None:
+    names = sorted(files)
+    cpu, dev = run_both(files)
+    on_device = np.array([len(b) > 0 for b in dev["jpeg"]])
+    assert not dev["image"][on_device].any()  # bytes only: nothing decoded yet
+    np.testing.assert_array_equal(dev["image"][~on_device], cpu["image"][~on_device])
+    images = torch.from_numpy(dev["image"].copy()).permute(0, 3, 1, 2)
+    errors = dev["error"].astype(object)
+    decode_on_device(dev["jpeg"], images, errors)
+    assert list(errors) == list(cpu["error"])  # same failures, same messages
+    decoded = images.permute(0, 2, 3, 1).numpy().astype(int)
+    for i, name in enumerate(names):
+        if cpu["error"][i]:
+            continue
+        diff = np.abs(decoded[i] - cpu["image"][i].astype(int))
+        assert diff.max() <= MAX_DIFF, name
+        assert diff.mean() <= MEAN_DIFF, name
+
+
+def test_embedder_decodes_jpeg_rows_and_embeds_like_the_cpu_path(
+    files: dict[str, Path], checkpoint: Path
+) -> None:
+    cpu, dev = run_both(files)
+    embedder = Embedder(load_checkpoint_entry(checkpoint))
+    a, b = embedder(cpu), embedder(dev)
+    assert list(a["error"]) == list(b["error"])
+    ok = a["error"] == ""
+    assert ok.sum() == len(files) - 2  # truncated and garbage fail
+    x, y = a["embedding"][ok], b["embedding"][ok]
+    cos = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+    assert cos.min() > 0.995
+    assert not b["embedding"][~ok].any()
+
+
+def test_a_device_failure_falls_back_to_pil_per_image(files: dict[str, Path]) -> None:
+    """One bad row in a device batch must not fail the other rows."""
+    data = np.array([files["photo1"].read_bytes(), b"\xff\xd8\xff" + b"x" * 50], object)
+    images = torch.zeros((2, 3, *SIZE), dtype=torch.uint8)
+    errors = np.array(["", ""], dtype=object)
+    decode_on_device(data, images, errors)
+    assert errors[0] == "" and errors[1] != ""
+    expected = load_image(files["photo1"].read_bytes(), SIZE)
+    diff = np.abs(images[0].permute(1, 2, 0).numpy().astype(int) - expected)
+    assert diff.max() <= MAX_DIFF
