@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -30,11 +30,12 @@ from torch import nn
 from lightly_train._io import atomic_path
 from lightly_train.data import storage
 from lightly_train.errors import LightlyTrainError
-from lightly_train.models.embedding_model import (
-    CUSTOM_PREFIX,
-    EmbeddingModel,
-    build_embedding_model,
-)
+
+if TYPE_CHECKING:
+    from lightly_train.models.embedding_model import EmbeddingModel
+
+# The checkpoint's model name of a custom backbone module: custom/<module>.<class>.
+CUSTOM_PREFIX = "custom/"
 
 FORMAT_VERSION = 1
 KEY = "lightly_train"
@@ -85,6 +86,8 @@ def create_checkpoint(
         >>> create_checkpoint("random.ckpt", model="torchvision/resnet18")
     """
     torch.manual_seed(seed)
+    from lightly_train.models import build_embedding_model  # torchvision: when needed
+
     net = build_embedding_model(model, model_args, embed_dim)
     entry = checkpoint_entry(net, model, model_args, embed_dim, image_size)
     return save_checkpoint(path, entry)
@@ -167,6 +170,8 @@ def embedding_model_from_entry(
     ``model`` is the custom backbone module a checkpoint of a custom model was
     trained from (a fresh instance; its weights come from the checkpoint).
     """
+    from lightly_train.models import build_embedding_model  # torchvision: when needed
+
     check_custom_model(entry, model)
     model = build_embedding_model(
         model if model is not None else entry["model"],

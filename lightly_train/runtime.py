@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -21,13 +22,32 @@ logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def ray_session() -> Iterator[None]:
-    """Uses the running Ray, else the one at ``RAY_ADDRESS``, else a new local Ray."""
+def ray_session(background: bool = False) -> Iterator[Callable[[], None]]:
+    """Uses the running Ray, else the one at ``RAY_ADDRESS``, else a new local Ray,
+    which it shuts down at the end.
+
+    Yields a function that returns once Ray is up. With ``background``, Ray starts
+    in another thread, so what the caller does first (imports, listing files,
+    loading a checkpoint) overlaps Ray's start-up; it must call that function
+    before using Ray.
+    """
     if ray.is_initialized():
-        yield
+        yield lambda: None
         return
     address = os.environ.get("RAY_ADDRESS")
     logger.info(f"Connecting to Ray at {address}." if address else "Starting Ray.")
+    with ThreadPoolExecutor(1, thread_name_prefix="ray-init") as pool:
+        starting = pool.submit(_init, address)
+        if not background:
+            starting.result()
+        try:
+            yield starting.result
+        finally:
+            starting.exception()  # wait: never shut down a Ray still starting
+            ray.shutdown()
+
+
+def _init(address: str | None) -> None:
     # "local" starts a new Ray: a bare ray.init() would join any Ray that `ray start`
     # left running on this machine.
     # A job-scoped local Ray needs no dashboard; for one, `ray start --head` and
@@ -45,10 +65,6 @@ def ray_session() -> Iterator[None]:
         logging_level=logging.WARNING,
         **local,
     )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 # Torch threads of one CPU model actor, at most. Threads of one process wait for

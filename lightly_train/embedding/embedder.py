@@ -11,7 +11,6 @@ import ray
 import torch
 
 from lightly_train.checkpoint import embedding_model_from_entry
-from lightly_train.data.device_decode import decode_on_device
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -76,7 +75,9 @@ class Embedder:
         errors = np.asarray(batch["error"]).astype(object)
         with self._stream():
             images = self._to_device(batch["image"])  # (B, 3, H, W) uint8
-            if "jpeg" in batch:
+            if "jpeg" in batch:  # torchvision.io: imported where it is used
+                from lightly_train.data.device_decode import decode_on_device
+
                 decode_on_device(batch["jpeg"], images, errors)
             ok = errors == ""
             out = np.zeros((len(ok), self.embed_dim), dtype=np.float32)

@@ -131,11 +131,12 @@ def run(config: EmbedConfig) -> EmbedSummary:
         if sharded
         else check_out_file(config.out, config.overwrite, "embeddings.pth")
     )
-    entry = load_checkpoint_entry(config.checkpoint)
-    check_custom_model(entry, config.model)  # fails here, not in an actor
-    files = list_image_files(config.data)
-    logger.info(f"Embedding {len(files)} images from {config.data}.")
-    with ray_session():
+    with ray_session(background=True) as ray_ready:  # starts while we prepare
+        entry = load_checkpoint_entry(config.checkpoint)
+        check_custom_model(entry, config.model)  # fails here, not in an actor
+        files = list_image_files(config.data)
+        logger.info(f"Embedding {len(files)} images from {config.data}.")
+        ray_ready()
         plan = plan_actors(
             config.accelerator,
             config.devices,

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from lightly_train.checkpoint import CUSTOM_PREFIX
 from lightly_train.models.registry import build_backbone, feature_dim
 
 
@@ -31,9 +32,6 @@ class EmbeddingModel(nn.Module):
         if features.ndim == 4:  # (N, C, H, W) from a custom backbone: pool it.
             features = features.mean(dim=(2, 3))
         return self.embed_head(features)
-
-
-CUSTOM_PREFIX = "custom/"
 
 
 def model_name(model: str | nn.Module) -> str:

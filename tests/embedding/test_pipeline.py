@@ -236,3 +236,20 @@ def test_manifest_lists_the_images(
     first = direct_embedding(checkpoint, tmp_path / "imgs" / "a.jpg", (16, 16))
     index = data["filenames"].index("imgs/a.jpg")
     np.testing.assert_allclose(data["embeddings"][index], first, atol=1e-4)
+
+
+def test_model_side_jpeg_decode_matches_decode_tasks(
+    ray_address: str, tmp_path: Path, checkpoint: Path, tree
+) -> None:
+    """jpeg_decode="model" (what GPUs use, here with torchvision's CPU decoder):
+    the same rows, the same failures, embeddings within the decoders' tolerance."""
+    root, _ = tree
+    args = {"data": root, "checkpoint": checkpoint, "image_size": SIZE}
+    tasks = lightly_train.embed(out=tmp_path / "t.pth", jpeg_decode="tasks", **args)
+    model = lightly_train.embed(out=tmp_path / "m.pth", jpeg_decode="model", **args)
+    assert model.failed == tasks.failed
+    a = torch.load(tmp_path / "t.pth", weights_only=True)
+    b = torch.load(tmp_path / "m.pth", weights_only=True)
+    assert a["filenames"] == b["filenames"]
+    cos = torch.nn.functional.cosine_similarity(a["embeddings"], b["embeddings"])
+    assert cos.min() > 0.99
