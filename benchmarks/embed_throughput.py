@@ -9,10 +9,10 @@ Measures, on this machine, with JPEG photos cut from scikit-image's real photos
 - model limit: the model alone on ready tensors, all CPUs as torch threads, batch
   64, the better of contiguous and channels_last;
 - decode limit: read + decode + resize in one process (per core), times the CPUs;
-- embed: the ``lightly-train embed`` CLI end to end in a fresh process (Ray start
-  included) on two dataset sizes; the marginal rate ``(n2 - n1) / (t2 - t1)`` is
-  the steady state, with start-up cancelled out; start-up is 16 photos end to end;
-- driver peak RSS of each run (the CLI process itself, not Ray's workers);
+- embed marginal: ``lightly_train.embed`` on one warm Ray at two dataset sizes;
+  ``(n2 - n1) / (t2 - t1)`` is the steady state, start-up cancelled out;
+- end to end: the ``lightly-train embed`` CLI in a fresh process (Ray start,
+  imports, actors) on 16 and 1800 photos, and the driver's peak RSS;
 - with ``--peer``: LightlyTrain 0.18's ``embed`` on the same 1800 and 16 photos
   with its own checkpoint of the same model (made with its ``pretrain``).
 
@@ -50,19 +50,20 @@ DRIVER = (
 
 
 def subset(photos: list[Path], n: int, root: Path) -> Path:
-    """A directory of links to the first ``n`` photos."""
+    """A directory of ``n`` links to the photos (cycling when ``n`` is larger)."""
     directory = root / f"n{n}"
     if not directory.exists():
         directory.mkdir(parents=True)
-        for p in photos[:n]:
-            (directory / p.name).symlink_to(p)
+        for i in range(n):
+            (directory / f"{i:07d}.jpg").symlink_to(photos[i % len(photos)])
     return directory
 
 
-def ours(data: Path, ckpt: Path, size: int, out: Path, extra: list[str]) -> tuple:
-    """Wall seconds and driver peak RSS (MB) of one ``lightly-train embed`` run."""
+def cli(data: Path, ckpt: Path, out: Path) -> tuple[float, float]:
+    """Wall seconds and driver peak RSS (MB) of one ``lightly-train embed`` run in a
+    fresh process: Ray start, imports and actor start included."""
     args = [f"out={out}", f"data={data}", f"checkpoint={ckpt}", "format=torch",
-            f"image_size={size}", "overwrite=true", *extra]  # fmt: skip
+            "overwrite=true"]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", DRIVER, "embed", *args],
                           capture_output=True, text=True)  # fmt: skip
@@ -73,8 +74,21 @@ def ours(data: Path, ckpt: Path, size: int, out: Path, extra: list[str]) -> tupl
     return wall, rss
 
 
+def api(data: Path, ckpt: Path, size: int, out: Path) -> float:
+    """Wall seconds of ``lightly_train.embed`` on the running Ray (its actor pool
+    starts anew each call, so start-up is in every run and cancels in a marginal
+    rate)."""
+    import lightly_train
+
+    start = time.perf_counter()
+    lightly_train.embed(out=out, data=data, checkpoint=ckpt, image_size=size,
+                        overwrite=True)  # fmt: skip
+    return time.perf_counter() - start
+
+
 def peer(exe: str, data: Path, ckpt: Path, out: Path) -> float:
     env = {**os.environ, "LIGHTLY_TRAIN_EVENTS_DISABLED": "1"}
+    out.unlink(missing_ok=True)
     start = time.perf_counter()
     subprocess.run([exe, "embed", f"out={out}", f"data={data}", f"checkpoint={ckpt}",
                     "format=torch", "accelerator=cpu"], env=env, check=True,
@@ -87,8 +101,8 @@ def peer_checkpoint(exe: str, data: Path, root: Path) -> Path:
     out = root / "peer_pretrain"
     subprocess.run([exe, "pretrain", f"out={out}", f"data={data}",
                     "model=torchvision/resnet18", "method=simclr", "epochs=1",
-                    "batch_size=16", "accelerator=cpu"], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+                    "batch_size=16", "accelerator=cpu", "overwrite=true"],
+                   env=env, check=True, capture_output=True)  # fmt: skip
     return out / "checkpoints" / "last.ckpt"
 
 
@@ -121,9 +135,13 @@ def decode_limit(photos: list[Path], size: int) -> float:
     return len(sample) / (time.perf_counter() - start)
 
 
-def marginal(runs: dict[int, tuple]) -> float:
-    (n1, (t1, _)), (n2, (t2, _)) = sorted(runs.items())
-    return (n2 - n1) / (t2 - t1)
+class Rows(list):
+    """The table's rows; each is also printed when measured, so a failure later
+    in the run loses nothing."""
+
+    def append(self, row: tuple[str, float, str]) -> None:
+        super().append(row)
+        print(f"{row[0]:48s} {row[1]:9.1f}  {row[2]}", flush=True)
 
 
 def main() -> None:
@@ -142,48 +160,64 @@ def main() -> None:
         root = work / name / "all"
         have = sorted(root.glob("*.jpg")) if root.exists() else []
         photos[name] = have if len(have) >= n else make_photos(root, n, wh)
+    models = ("torchvision/resnet18", "torchvision/resnet50",
+              "torchvision/mobilenet_v3_small")  # fmt: skip
     ckpts = {m: create_checkpoint(work / f"{m.split('/')[1]}.ckpt", model=m)
-             for m in ("torchvision/resnet18", "torchvision/resnet50")}  # fmt: skip
-    small = create_checkpoint(work / "mobilenet.ckpt",
-                              model="torchvision/mobilenet_v3_small")  # fmt: skip
-    rows: list[tuple[str, float, str]] = []  # label, value, ratio
+             for m in models}  # fmt: skip
+    rows = Rows()
 
-    def case(label, model, photo, sizes, ckpt, image_size, extra=()) -> dict:
-        runs = {n: ours(subset(photos[photo], n, work / photo), ckpt, image_size,
-                        work / "out.pth", list(extra)) for n in sizes}  # fmt: skip
-        rate = marginal(runs)
-        limit = model_limit(model, image_size)
-        decode = decode_limit(photos[photo], image_size) * cpus
-        bound = min(limit, decode)
-        rows.append((f"{label}: model limit", limit, ""))
-        rows.append((f"{label}: decode limit ({cpus} CPUs)", decode, ""))
-        rows.append((f"{label}: embed marginal", rate,
-                     f"{rate / bound:.2f} x min(model, decode)"))  # fmt: skip
-        for n, (wall, rss) in sorted(runs.items()):
-            rows.append((f"{label}: {n} photos wall s / driver MB", wall, f"{rss:.0f}"))
-        return runs
+    import ray
 
-    r18 = case("resnet18@224 500x375", "torchvision/resnet18", "500x375",
-               (600, 1800), ckpts["torchvision/resnet18"], 224)  # fmt: skip
-    start16 = ours(subset(photos["500x375"], 16, work / "500x375"),
-                   ckpts["torchvision/resnet18"], 224, work / "o.pth", [])  # fmt: skip
-    rows.append(("resnet18@224: 16 photos wall s / driver MB", start16[0],
-                 f"{start16[1]:.0f}"))  # fmt: skip
+    # Steady state: two sizes on one warm Ray, the marginal rate between them.
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        logging_level="ERROR",
+        _system_config={"worker_niceness": 0},
+    )  # as embed's own local Ray
+    cases = [("resnet18@224 500x375", "torchvision/resnet18", "500x375", 224,
+              (600, 1800))]  # fmt: skip
     if not args.quick:
-        case("resnet50@224 500x375", "torchvision/resnet50", "500x375", (150, 450),
-             ckpts["torchvision/resnet50"], 224)  # fmt: skip
-        case("resnet18@224 2000x1500", "torchvision/resnet18", "2000x1500",
-             (150, 450), ckpts["torchvision/resnet18"], 224)  # fmt: skip
-        case("mobilenet_v3_small@64 500x375", "torchvision/mobilenet_v3_small",
-             "500x375", (600, 1800), small, 64)  # fmt: skip
+        cases += [
+            ("resnet50@224 500x375", "torchvision/resnet50", "500x375", 224,
+             (150, 450)),
+            ("resnet18@224 2000x1500", "torchvision/resnet18", "2000x1500", 224,
+             (300, 900)),
+            ("mobilenet_v3_small@64 500x375", "torchvision/mobilenet_v3_small",
+             "500x375", 64, (1800, 9000)),
+        ]  # fmt: skip
+    for label, model, photo, size, (n1, n2) in cases:
+        ckpt = ckpts[model]
+        api(subset(photos[photo], 64, work / photo), ckpt, size, work / "w.pth")
+        t1 = api(subset(photos[photo], n1, work / photo), ckpt, size, work / "o.pth")
+        t2 = api(subset(photos[photo], n2, work / photo), ckpt, size, work / "o.pth")
+        rate = (n2 - n1) / (t2 - t1)
+        limit = model_limit(model, size)
+        decode = decode_limit(photos[photo], size) * cpus
+        rows.append((f"{label}: model limit", limit, ""))
+        rows.append((f"{label}: decode limit ({cpus} CPUs)", decode,
+                     f"{decode / cpus:.0f} per core"))  # fmt: skip
+        bound = min(limit, decode)
+        rows.append((f"{label}: embed marginal {n1}->{n2}", rate,
+                     f"{rate / bound:.2f} x min(model, decode)"))  # fmt: skip
+    ray.shutdown()
+
+    # End to end, as a user runs it: fresh processes, Ray start included.
+    r18 = ckpts["torchvision/resnet18"]
+    walls = {}
+    for n in (16, 1800):
+        walls[n] = cli(subset(photos["500x375"], n, work / "500x375"), r18,
+                       work / "c.pth")  # fmt: skip
+        rows.append((f"lightly-train embed: {n} photos, wall s", walls[n][0],
+                     f"driver peak RSS {walls[n][1]:.0f} MB"))  # fmt: skip
     if args.peer:
         few = subset(photos["500x375"], 16, work / "500x375")
         ckpt = peer_checkpoint(args.peer, few, work)
-        for n, (wall, _) in ((1800, r18[1800]), (16, start16)):
+        for n in (16, 1800):
             theirs = peer(args.peer, subset(photos["500x375"], n, work / "500x375"),
                           ckpt, work / "peer.pth")  # fmt: skip
-            rows.append((f"LightlyTrain 0.18: {n} photos wall s", theirs,
-                         f"ours {theirs / wall:.2f}x faster"))  # fmt: skip
+            rows.append((f"LightlyTrain 0.18 embed: {n} photos, wall s", theirs,
+                         f"ours {theirs / walls[n][0]:.2f}x faster"))  # fmt: skip
 
     print(f"\n{cpus} CPUs, torch {torch.__version__}; images/s unless stated")
     for label, value, note in rows:

@@ -18,9 +18,16 @@ from PIL import Image
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
 
 
-def sources() -> list[Image.Image]:
-    from skimage import data
+SAMPLES = Path(__file__).parents[1] / "examples" / "sample_images"
 
+
+def sources() -> list[Image.Image]:
+    """scikit-image's photos; without it (e.g. on a bare GPU machine) the bundled
+    sample photos, which are smaller."""
+    try:
+        from skimage import data
+    except ImportError:
+        return [Image.open(p).convert("RGB") for p in sorted(SAMPLES.glob("*.jpg"))]
     return [Image.fromarray(getattr(data, name)()).convert("RGB") for name in PHOTOS]
 
 

@@ -58,20 +58,30 @@ def _walk_uri(root: str) -> tuple[dict[str, str], int, int]:
 
 
 def _walk(root: str) -> tuple[dict[str, str], int, int]:
+    """``{filename: path}`` of the images under a local directory, plus the counts
+    of other files and of hidden entries.
+
+    One ``scandir`` per directory and string joins, no ``stat`` or ``Path`` per
+    file: about 1M files in 5 s here (``benchmarks/list_files.py``). Symlinked
+    directories are listed but not entered, so a link loop cannot recurse.
+    """
     found: dict[str, str] = {}
     ignored = hidden = 0
-    for dirpath, dirnames, names in os.walk(Path(root)):
-        # Hidden directories are skipped whole (not walked) and count as one entry.
-        hidden += sum(d.startswith(".") for d in dirnames)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in names:
-            if name.startswith("."):
-                hidden += 1
-            elif is_image_file(name):
-                path = Path(dirpath) / name
-                found[path.relative_to(root).as_posix()] = str(path)
-            else:
-                ignored += 1
+    stack = [("", root)]
+    while stack:
+        prefix, directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):  # hidden directories count as one entry
+                    hidden += 1
+                elif entry.is_dir():
+                    if not entry.is_symlink():
+                        stack.append((f"{prefix}{name}/", entry.path))
+                elif is_image_file(name):
+                    found[prefix + name] = entry.path
+                else:
+                    ignored += 1
     return found, ignored, hidden
 
 

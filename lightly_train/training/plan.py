@@ -9,7 +9,10 @@ from typing import Literal
 from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import resolve_accelerator
 
-GPU_LOADER_WORKERS = 4  # per GPU worker, when num_workers="auto"
+# A CPU worker's loader processes when num_workers="auto": one per 4 of its CPUs.
+# On 2 CPUs that is none: loading in the training process with 2 torch threads
+# beat 1 thread + 1 loader process (213 vs 154 images/s, resnet18 at 32 px).
+CPU_LOADER_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class WorkerPlan:
     num_workers: int  # Ray Train workers = devices x num_nodes
     cpus_per_worker: int
     loader_workers: int  # DataLoader processes per worker
+    torch_threads: int  # of the training process: its CPUs not used by loaders
 
 
 def plan_workers(
@@ -33,14 +37,20 @@ def plan_workers(
 
     A CPU worker reserves an equal share of its node's CPUs (``nodes``: CPUs per
     alive node; empty means one node with all the cluster's CPUs); its loader
-    processes use that share. A GPU worker reserves one CPU and, by default, runs
-    ``GPU_LOADER_WORKERS`` loader processes on its node's CPUs.
+    processes (by default one per ``CPU_LOADER_SHARE`` CPUs) and its torch threads
+    split that share. A GPU worker reserves its node's CPUs divided by its GPUs
+    and, by default, runs one loader process per reserved CPU but one (the
+    training process keeps one CPU for itself).
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
     if resolve_accelerator(accelerator, devices, precision, cluster) == "gpu":
         per_node = max(1, gpus // num_nodes) if devices == "auto" else devices
-        loaders = GPU_LOADER_WORKERS if num_workers == "auto" else num_workers
-        return WorkerPlan("gpu", per_node * num_nodes, 1, loaders)
+        node = min(sorted(nodes, reverse=True)[:num_nodes]) if nodes else cpus
+        gpus_per_node = max(1, gpus // max(1, len(nodes)))
+        share = max(1, node // gpus_per_node)  # its node's CPUs / GPUs
+        loaders = max(1, share - 1) if num_workers == "auto" else num_workers
+        threads = max(1, share - loaders)
+        return WorkerPlan("gpu", per_node * num_nodes, share, loaders, threads)
     per_node = 1 if devices == "auto" else devices
     workers = per_node * num_nodes
     if workers > cpus:
@@ -57,5 +67,6 @@ def plan_workers(
                 f"each of {num_nodes} node(s), but a node has only {smallest}."
             )
         per_worker = min(per_worker, smallest // per_node)
-    loaders = per_worker - 1 if num_workers == "auto" else num_workers
-    return WorkerPlan("cpu", workers, per_worker, loaders)
+    loaders = per_worker // CPU_LOADER_SHARE if num_workers == "auto" else num_workers
+    threads = max(1, per_worker - loaders)
+    return WorkerPlan("cpu", workers, per_worker, loaders, threads)

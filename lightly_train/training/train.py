@@ -152,6 +152,7 @@ def run(config: TrainConfig) -> TrainSummary:
             accelerator=plan.accelerator,
             worker_batch_size=worker_batch_size(config.batch_size, plan),
             loader_workers=plan.loader_workers,
+            torch_threads=plan.torch_threads,
             steps_per_epoch=steps_per_epoch(len(files), config.batch_size, plan),
             resume_from=None,
         )

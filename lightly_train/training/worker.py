@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning
 import ray.train
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
@@ -37,6 +38,7 @@ class WorkerSpec:
     accelerator: str  # "cpu" or "gpu"
     worker_batch_size: int
     loader_workers: int
+    torch_threads: int
     steps_per_epoch: int
     resume_from: str | None
 
@@ -75,6 +77,7 @@ def fit_worker(
     spec: WorkerSpec, config: TrainConfig, rank: int, world_size: int
 ) -> None:
     out = Path(config.out)
+    torch.set_num_threads(spec.torch_threads)  # the CPUs its loaders leave it
     lightning.seed_everything(config.seed, workers=True, verbose=False)
 
     method_cls = get_method(config.method)

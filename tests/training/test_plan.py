@@ -1,13 +1,25 @@
 import pytest
 
 from lightly_train.errors import LightlyTrainError
-from lightly_train.training.plan import GPU_LOADER_WORKERS, plan_workers
+from lightly_train.training.plan import plan_workers
 
 
 def test_one_cpu_worker_on_a_laptop() -> None:
     plan = plan_workers("auto", "auto", 1, "auto", "32-true", {"CPU": 2.0})
     assert (plan.accelerator, plan.num_workers, plan.cpus_per_worker) == ("cpu", 1, 2)
-    assert plan.loader_workers == 1
+    # Loading in the training process, both CPUs as torch threads.
+    assert (plan.loader_workers, plan.torch_threads) == (0, 2)
+
+
+def test_big_cpu_worker_splits_its_cpus_between_loaders_and_threads() -> None:
+    plan = plan_workers("cpu", "auto", 1, "auto", "32-true", {"CPU": 16.0})
+    assert (plan.cpus_per_worker, plan.loader_workers, plan.torch_threads) == (
+        16,
+        4,
+        12,
+    )
+    two = plan_workers("cpu", "auto", 1, 2, "32-true", {"CPU": 16.0})
+    assert (two.loader_workers, two.torch_threads) == (2, 14)
 
 
 def test_cpu_workers_fit_their_nodes() -> None:
@@ -19,9 +31,16 @@ def test_cpu_workers_fit_their_nodes() -> None:
 
 
 def test_gpu_workers_one_per_gpu() -> None:
-    plan = plan_workers("auto", "auto", 2, "auto", "bf16-mixed", {"CPU": 64, "GPU": 8})
-    assert (plan.accelerator, plan.num_workers, plan.cpus_per_worker) == ("gpu", 8, 1)
-    assert plan.loader_workers == GPU_LOADER_WORKERS
+    plan = plan_workers("auto", "auto", 2, "auto", "bf16-mixed", {"CPU": 64, "GPU": 8},
+                        nodes=[32, 32])  # fmt: skip
+    assert (plan.accelerator, plan.num_workers) == ("gpu", 8)
+    # Each GPU worker reserves its node's CPUs / GPUs and loads with all but one.
+    assert (plan.cpus_per_worker, plan.loader_workers, plan.torch_threads) == (8, 7, 1)
+
+
+def test_gpu_node_16_cores_one_gpu() -> None:
+    plan = plan_workers("gpu", "auto", 1, "auto", "bf16-mixed", {"CPU": 16, "GPU": 1})
+    assert (plan.cpus_per_worker, plan.loader_workers) == (16, 15)
 
 
 def test_too_many_cpu_workers() -> None:
