@@ -144,12 +144,21 @@ def test_validate_config__defaults() -> None:
     config = validate_config(EmbedConfig, dict(REQUIRED))
     assert config.format == "torch"
     assert config.size == (224, 224)
-    assert config.batch_size == 128
+    assert config.batch_size == "auto"
     assert config.num_workers == "auto"
     assert config.devices == "auto"
     assert config.accelerator == "auto"
     assert config.precision == "32-true"
+    assert config.jpeg_decode == "auto"
+    assert config.compile is False
     assert config.overwrite is False
+
+
+def test_auto_batch_size_per_accelerator() -> None:
+    from lightly_train.embedding.pipeline import batch_size
+
+    assert (batch_size("auto", "cpu"), batch_size("auto", "gpu")) == (64, 256)
+    assert batch_size(7, "gpu") == 7
 
 
 def test_validate_config__paths(tmp_path: Path) -> None:
@@ -180,8 +189,8 @@ def test_validate_config__unknown_argument() -> None:
     assert "Unknown argument 'batchsize'. Did you mean 'batch_size'?" in message
     assert (
         "Valid arguments are: out, data, checkpoint, format, image_size, batch_size, "
-        "num_workers, devices, accelerator, precision, overwrite, shard_size, model."
-        in message
+        "num_workers, devices, accelerator, precision, jpeg_decode, compile, "
+        "overwrite, shard_size, model." in message
     )
 
 
@@ -204,8 +213,16 @@ def test_validate_config__missing_required() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "line"),
     [
-        ("batch_size", 0, "Invalid value 0 for 'batch_size': expected int > 0."),
-        ("batch_size", "x", "Invalid value 'x' for 'batch_size': expected int > 0."),
+        (
+            "batch_size",
+            0,
+            "Invalid value 0 for 'batch_size': expected int > 0 or 'auto'.",
+        ),
+        (
+            "batch_size",
+            "x",
+            "Invalid value 'x' for 'batch_size': expected int > 0 or 'auto'.",
+        ),
         (
             "num_workers",
             0,
@@ -287,7 +304,7 @@ def test_help_text() -> None:
     assert len(lines) == 2 * len(EmbedConfig.model_fields)
     assert lines[0] == "  out  (required)"
     assert lines[1] == "      Output file for the embeddings (a directory for parquet)."
-    assert "  batch_size  (default: 128)" in lines
+    assert "  batch_size  (default: 'auto')" in lines
     assert "  format  (default: 'torch')" in lines
     for name, field in EmbedConfig.model_fields.items():
         assert any(line.startswith(f"  {name}  (") for line in lines), name
