@@ -62,7 +62,7 @@ def _walk(root: str) -> tuple[dict[str, str], int, int]:
     of other files and of hidden entries.
 
     One ``scandir`` per directory and string joins, no ``stat`` or ``Path`` per
-    file: about 1M files in 5 s here (``benchmarks/list_files.py``). Symlinked
+    file: 1M files in 2.2 s here, 9.7 s before (``benchmarks/list_files.py``). Symlinked
     directories are listed but not entered, so a link loop cannot recurse.
     """
     found: dict[str, str] = {}
