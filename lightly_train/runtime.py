@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -22,29 +21,19 @@ logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def ray_session(background: bool = False) -> Iterator[Callable[[], None]]:
+def ray_session() -> Iterator[None]:
     """Uses the running Ray, else the one at ``RAY_ADDRESS``, else a new local Ray,
-    which it shuts down at the end.
-
-    Yields a function that returns once Ray is up. With ``background``, Ray starts
-    in another thread, so what the caller does first (imports, listing files,
-    loading a checkpoint) overlaps Ray's start-up; it must call that function
-    before using Ray.
-    """
+    which it shuts down at the end."""
     if ray.is_initialized():
-        yield lambda: None
+        yield
         return
     address = os.environ.get("RAY_ADDRESS")
     logger.info(f"Connecting to Ray at {address}." if address else "Starting Ray.")
-    with ThreadPoolExecutor(1, thread_name_prefix="ray-init") as pool:
-        starting = pool.submit(_init, address)
-        if not background:
-            starting.result()
-        try:
-            yield starting.result
-        finally:
-            starting.exception()  # wait: never shut down a Ray still starting
-            ray.shutdown()
+    _init(address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _init(address: str | None) -> None:

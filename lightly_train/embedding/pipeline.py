@@ -131,12 +131,15 @@ def run(config: EmbedConfig) -> EmbedSummary:
         if sharded
         else check_out_file(config.out, config.overwrite, "embeddings.pth")
     )
-    with ray_session(background=True) as ray_ready:  # starts while we prepare
-        entry = load_checkpoint_entry(config.checkpoint)
-        check_custom_model(entry, config.model)  # fails here, not in an actor
-        files = list_image_files(config.data)
-        logger.info(f"Embedding {len(files)} images from {config.data}.")
-        ray_ready()
+    # Everything that can fail on the driver fails here, before Ray starts. Starting
+    # Ray in the background meanwhile would hide only the checkpoint load and the
+    # listing (torch comes with this module's imports): under a second for most
+    # jobs, against a bad argument's error arriving after Ray's start-up.
+    entry = load_checkpoint_entry(config.checkpoint)
+    check_custom_model(entry, config.model)  # fails here, not in an actor
+    files = list_image_files(config.data)
+    logger.info(f"Embedding {len(files)} images from {config.data}.")
+    with ray_session():
         plan = plan_actors(
             config.accelerator,
             config.devices,
