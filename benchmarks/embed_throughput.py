@@ -86,8 +86,15 @@ def api(data: Path, ckpt: Path, size: int, out: Path) -> float:
     return time.perf_counter() - start
 
 
+def peer_env() -> dict[str, str]:
+    """The peer's own environment: its package is also named ``lightly_train``, so
+    a PYTHONPATH pointing at this checkout must not reach it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**env, "LIGHTLY_TRAIN_EVENTS_DISABLED": "1"}
+
+
 def peer(exe: str, data: Path, ckpt: Path, out: Path) -> float:
-    env = {**os.environ, "LIGHTLY_TRAIN_EVENTS_DISABLED": "1"}
+    env = peer_env()
     out.unlink(missing_ok=True)
     start = time.perf_counter()
     subprocess.run([exe, "embed", f"out={out}", f"data={data}", f"checkpoint={ckpt}",
@@ -97,7 +104,7 @@ def peer(exe: str, data: Path, ckpt: Path, out: Path) -> float:
 
 
 def peer_checkpoint(exe: str, data: Path, root: Path) -> Path:
-    env = {**os.environ, "LIGHTLY_TRAIN_EVENTS_DISABLED": "1"}
+    env = peer_env()
     out = root / "peer_pretrain"
     subprocess.run([exe, "pretrain", f"out={out}", f"data={data}",
                     "model=torchvision/resnet18", "method=simclr", "epochs=1",

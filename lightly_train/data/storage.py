@@ -142,12 +142,6 @@ def read_parquet(location: str) -> pa.Table:
     return pq.read_table(path, filesystem=fs)
 
 
-def parquet_schema(location: str) -> pa.Schema:
-    fs, path = _fs_path(location)
-    with fs.open_input_file(path) as f:
-        return pq.read_schema(f)
-
-
 def list_names(location: str) -> list[str]:
     """Names of the files directly in a directory (or under a prefix); none if it
     does not exist."""

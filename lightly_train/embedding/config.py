@@ -30,8 +30,8 @@ class EmbedConfig(Config):
     )
     batch_size: PositiveInt | Literal["auto"] = Field(
         "auto",
-        description="Images per model forward; auto: 64 on CPU (fastest on 2-16 "
-        "cores), 256 per GPU.",
+        description="Images per model forward; auto: 64 on CPU (faster than 128 "
+        "on 2 cores), 256 per GPU.",
     )
     num_workers: PositiveInt | Literal["auto"] = Field(
         "auto", description="Parallel image decode tasks; auto uses the free CPUs."
@@ -39,8 +39,8 @@ class EmbedConfig(Config):
     devices: PositiveInt | Literal["auto"] = Field(
         "auto",
         description="Model replicas: GPUs used in the cluster, or CPU actors when "
-        "there are no GPUs; auto uses all GPUs (or one CPU actor per 4 CPUs of "
-        "nodes with 8 or more, else one per node).",
+        "there are no GPUs; auto uses all GPUs, or CPU actors whose torch threads "
+        "cover every CPU (2 CPUs: 2 x 1 thread, 16: 4 x 4).",
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where the model runs: cpu, gpu, or auto (gpu if any)."

@@ -78,6 +78,8 @@ class Embedder:
             if "jpeg" in batch:  # torchvision.io: imported where it is used
                 from lightly_train.data.device_decode import decode_on_device
 
+                if images.device.type == "cpu":  # decoded rows are written into it:
+                    images = images.clone()  # never into the caller's array
                 decode_on_device(batch["jpeg"], images, errors)
             ok = errors == ""
             out = np.zeros((len(ok), self.embed_dim), dtype=np.float32)

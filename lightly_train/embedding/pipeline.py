@@ -250,13 +250,20 @@ def write_shards(
     kept: Counter[int] = Counter()  # rows written per shard
     failed_idx: list[int] = []
     failed_error: list[str] = []
+    dim = 0
     for piece in pieces.iter_batches(batch_size=None, batch_format="pyarrow"):
+        dim = max(dim, *piece["dim"].to_pylist())
         shard = piece["shard"].to_pylist()
-        counts.update(dict(zip(shard, piece["rows"].to_pylist(), strict=True)))
-        kept.update(dict(zip(shard, piece["kept"].to_pylist(), strict=True)))
+        for s, n, k in zip(shard, piece["rows"].to_pylist(), piece["kept"].to_pylist(),
+                           strict=True):  # fmt: skip
+            counts[s] += n
+            kept[s] += k
         failed_idx += pc.list_flatten(piece["failed_idx"]).to_pylist()
         failed_error += pc.list_flatten(piece["failed_error"]).to_pylist()
-    expected = Counter((np.arange(len(files)) // shard_size).tolist())
+    num_shards = math.ceil(len(files) / shard_size)
+    expected = Counter(
+        {s: min(shard_size, len(files) - s * shard_size) for s in range(num_shards)}
+    )
     if counts != expected:
         lost = sum((expected - counts).values())
         raise RuntimeError(f"Embedded {len(files) - lost} of {len(files)} images; "
@@ -268,8 +275,6 @@ def write_shards(
     merge = ray.remote(num_cpus=plan.decode_cpus)(writer.merge)
     rows = ray.get([merge.remote(directory, s, k) for k, s in enumerate(written)])
     storage.remove_tree(storage.join(directory, shards.FRAGMENTS))
-    schema = storage.parquet_schema(storage.join(directory, "part-00000.parquet"))
-    dim = schema.field("embedding").type.list_size
     return sum(rows), dim, failed
 
 

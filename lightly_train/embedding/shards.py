@@ -46,8 +46,8 @@ def write_fragments(
 
     ``filenames`` is the whole sorted list (an Arrow array, or its ref in the
     object store, which every task on a node shares without a copy). Returns per
-    piece: ``shard``, ``rows`` (all rows, for the lost-row check), ``kept``, and
-    the failures as ``failed_idx``/``failed_error``.
+    piece: ``shard``, ``rows`` (all rows, for the lost-row check), ``kept``,
+    ``dim`` and the failures as ``failed_idx``/``failed_error``.
     """
     if isinstance(filenames, ray.ObjectRef):  # zero-copy from the object store
         filenames = ray.get(filenames)
@@ -57,7 +57,7 @@ def write_fragments(
     shards = idx // shard_size
     starts = np.flatnonzero(np.r_[True, shards[1:] != shards[:-1]])
     summary: dict[str, list] = {
-        k: [] for k in ("shard", "rows", "kept", "failed_idx", "failed_error")
+        k: [] for k in ("shard", "rows", "kept", "dim", "failed_idx", "failed_error")
     }
     for begin, end in zip(starts, [*starts[1:], len(idx)], strict=True):
         piece, ok = idx[begin:end], errors[begin:end] == ""
@@ -72,6 +72,7 @@ def write_fragments(
         summary["shard"].append(shard)
         summary["rows"].append(len(piece))
         summary["kept"].append(int(ok.sum()))
+        summary["dim"].append(vectors.shape[1])
         summary["failed_idx"].append(piece[~ok].tolist())
         summary["failed_error"].append([str(e) for e in errors[begin:end][~ok]])
     return pa.table(
@@ -81,6 +82,7 @@ def write_fragments(
                 ("shard", pa.int64()),
                 ("rows", pa.int64()),
                 ("kept", pa.int64()),
+                ("dim", pa.int64()),
                 ("failed_idx", pa.list_(pa.int64())),
                 ("failed_error", pa.list_(pa.string())),
             ]
