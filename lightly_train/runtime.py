@@ -80,7 +80,7 @@ class Plan:
     cpus_per_actor: float
     threads_per_actor: int
     gpus_per_actor: int
-    decode_tasks: int | None  # None: as many as free CPUs allow
+    decode_tasks: int | None  # at most this many at once; None: as free CPUs allow
     decode_cpus: float  # what one decode task reserves
 
 
@@ -142,6 +142,9 @@ def plan_actors(
     They reserve all but ``DECODE_SHARE`` of a node's CPUs, which decode tasks share
     in slices of ``DECODE_SHARE / CPUs``, so up to one decode task per CPU runs when
     decoding is the bottleneck, and the pipeline cannot deadlock on 2 CPUs.
+    Before the actors hold their CPUs, the slices would let 8 decode tasks per CPU
+    start, each in a new worker process; ``decode_tasks`` caps them at one per
+    CPU (unless ``num_workers`` says otherwise).
     ``nodes`` (CPUs per node, default: one node holding all) bounds an actor to
     what one node has. ``max_actors`` (from the size of the data) keeps a small
     job from waiting for actors it has no batches for.
@@ -180,6 +183,6 @@ def plan_actors(
         cpus_per_actor=round((node - for_decode) / per_node, 4),
         threads_per_actor=max(1, node // per_node),
         gpus_per_actor=0,
-        decode_tasks=decode,
+        decode_tasks=cpus if decode is None else decode,
         decode_cpus=round(for_decode / node, 4),
     )

@@ -17,7 +17,7 @@ def test_cpu_plan_on_two_cores_uses_both_for_the_model() -> None:
     plan = plan_actors("auto", "auto", "auto", "32-true", {"CPU": 2.0})
     assert plan == Plan(
         "cpu", num_actors=2, cpus_per_actor=0.875, threads_per_actor=1,
-        gpus_per_actor=0, decode_tasks=None, decode_cpus=0.125,
+        gpus_per_actor=0, decode_tasks=2, decode_cpus=0.125,
     )  # fmt: skip
     fits(plan, 2, per_node=2)
 

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 DECODE_TASK_MEMORY = 512 * 1024**2  # bytes
 AUTO_CPU_BATCH, AUTO_GPU_BATCH = 64, 256
+MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 16, 256  # manifest rows per decode task
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ def run(config: EmbedConfig) -> EmbedSummary:
         on_device = config.jpeg_decode == "model" or (
             config.jpeg_decode == "auto" and plan.accelerator == "gpu"
         )
-        ds = ray.data.from_arrow(manifest(files, plan))
+        blocks = manifest(files, plan)
+        ds = ray.data.from_arrow(blocks)
         ds = ds.map_batches(
             decode_batch,
             fn_kwargs={"image_size": config.size, "device_jpeg": on_device},
@@ -164,7 +166,11 @@ def run(config: EmbedConfig) -> EmbedSummary:
             # resource the actors don't ask for, it also keeps Ray Data from fusing
             # decode into the model actors: decoding stays in parallel CPU tasks.
             memory=DECODE_TASK_MEMORY,
-            compute=ray.data.TaskPoolStrategy(size=plan.decode_tasks),
+            compute=ray.data.TaskPoolStrategy(
+                size=max(1, min(plan.decode_tasks, len(blocks)))
+                if plan.decode_tasks
+                else None
+            ),
         )
         ds = ds.map_batches(
             Embedder,
@@ -279,9 +285,12 @@ def write_shards(
 
 
 def manifest(files: ImageFiles, plan: Plan) -> list[pa.Table]:
-    """Manifest rows ``(idx, path)`` in blocks, one decode task each."""
-    num_blocks = max(1, 4 * max(plan.num_actors, plan.decode_tasks or 0, 4))
-    rows = min(256, max(1, math.ceil(len(files) / num_blocks)))
+    """Manifest rows ``(idx, path)`` in blocks, one decode task each: enough blocks
+    to keep every actor and decode task busy, of 16 to 256 rows (a task costs a
+    few milliseconds of Ray's time, and a small job no worker processes it cannot
+    use)."""
+    num_blocks = 4 * max(plan.num_actors, plan.decode_tasks or 0, 4)
+    rows = min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, math.ceil(len(files) / num_blocks)))
     idx = np.arange(len(files), dtype=np.int64)
     return [
         pa.table({"idx": idx[i : i + rows], "path": files.paths[i : i + rows]})
