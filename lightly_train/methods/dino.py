@@ -19,7 +19,13 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from lightly_train.methods import distributed
 from lightly_train.methods.method import Method, MethodArgs, forward_by_size
-from lightly_train.methods.optim import OptimizerName, cosine_schedule, linear_warmup
+from lightly_train.methods.optim import (
+    GENERIC_OPTIM_DEFAULTS,
+    OptimDefaults,
+    OptimizerName,
+    cosine_schedule,
+    linear_warmup,
+)
 from lightly_train.methods.transforms import (
     MultiViewTransform,
     TransformArgs,
@@ -27,6 +33,7 @@ from lightly_train.methods.transforms import (
     to_size,
     view_transform,
 )
+from lightly_train.models.embedding_model import EmbeddingModel
 
 
 class DINOProjectionHead(nn.Module):
@@ -206,16 +213,24 @@ class DINO(Method):
     ``training_step`` expects 2 global views followed by any number of local views,
     each (B, 3, h, w); the teacher sees only the global views.
     ``self.teacher_embedding_model`` is the EMA teacher, which the paper finds the
-    better model to evaluate.
+    better model to evaluate (Sec. 5.2): it is ``trained_model()``, so checkpoints,
+    ``embed`` and ``export`` use the teacher.
 
     Optimizer defaults: AdamW, lr ``5e-4 * global_batch_size / 256``, weight decay
-    0.04, 10 warmup epochs, cosine decay (paper's ViT recipe; its ResNet-50 recipe,
-    ``optim_args={"optimizer": "sgd"}``, is lr ``0.03 * B / 256``, weight decay 1e-4).
+    from 0.04 to 0.4 on a cosine, 10 warmup epochs, cosine decay (paper's ViT
+    recipe; its ResNet-50 recipe, ``optim_args={"optimizer": "sgd"}``, is lr
+    ``0.03 * B / 256`` and a constant weight decay of 1e-4).
     """
 
     args_cls = DINOArgs
     transform_args_cls = DINOTransformArgs
     default_optimizer: ClassVar[OptimizerName] = "adamw"
+    optim_defaults: ClassVar[dict[str, OptimDefaults]] = {
+        "adamw": OptimDefaults(
+            lr_per_256=5e-4, weight_decay=0.04, weight_decay_end=0.4
+        ),
+        "sgd": GENERIC_OPTIM_DEFAULTS["sgd"],
+    }
     n_views = (2, None)
     method_args: DINOArgs
 
@@ -244,6 +259,9 @@ class DINO(Method):
         self.freeze_last_layer_steps = (
             self.epochs_to_steps(a.freeze_last_layer_epochs) or 0
         )
+
+    def trained_model(self) -> EmbeddingModel:
+        return self.teacher_embedding_model
 
     def teacher_temp(self) -> float:
         """Teacher temperature at the current step: linear warmup, then constant."""

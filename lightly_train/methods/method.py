@@ -19,6 +19,8 @@ from lightly_train.methods.optim import (
     OptimDefaults,
     OptimizerName,
     build_optimizer,
+    cosine_schedule,
+    set_weight_decay,
     warmup_cosine,
 )
 from lightly_train.methods.transforms import MultiViewTransform, TransformArgs
@@ -27,6 +29,9 @@ from lightly_train.models.embedding_model import EmbeddingModel
 # SimCLR's ablations and DINO's reference schedule are 100 epochs. Without
 # steps_per_epoch, a paper's "N epochs" is read as N% of training.
 REFERENCE_EPOCHS = 100
+# The papers' 10 warmup epochs are 10% of their 100-epoch runs. A default warmup
+# never takes more of a run than that, so that every run, however short, decays.
+MAX_WARMUP_FRACTION = 0.1
 
 
 class MethodArgs(StrictArgs):
@@ -126,21 +131,29 @@ class Method(lightning.LightningModule):
         name = args.optimizer or self.default_optimizer
         defaults = self.optim_defaults.get(name, GENERIC_OPTIM_DEFAULTS[name])
         warmup = args.warmup_steps
-        if warmup is None:
-            epochs = args.warmup_epochs
-            epochs = defaults.warmup_epochs if epochs is None else epochs
-            warmup = self.epochs_to_steps(epochs) or 0  # 0: the run's length unknown
-        if self.total_steps is not None:
+        if warmup is None and args.warmup_epochs is not None:
+            warmup = self.epochs_to_steps(args.warmup_epochs) or 0
+        elif warmup is None:  # the paper's warmup, at most a tenth of the run
+            warmup = self.epochs_to_steps(defaults.warmup_epochs) or 0
+            if self.total_steps is not None:
+                warmup = min(warmup, int(MAX_WARMUP_FRACTION * self.total_steps))
+        if self.total_steps is not None:  # what the user asked, within the run
             warmup = min(warmup, self.total_steps)
         lr = defaults.lr_per_256 * global_batch_size / 256
-        weight_decay = defaults.weight_decay
+        weight_decay = (
+            defaults.weight_decay if args.weight_decay is None else args.weight_decay
+        )
+        weight_decay_end = args.weight_decay_end
+        if weight_decay_end is None:
+            weight_decay_end = defaults.weight_decay_end
         return args.model_copy(
             update={
                 "optimizer": name,
                 "lr": lr if args.lr is None else args.lr,
-                "weight_decay": weight_decay
-                if args.weight_decay is None
-                else args.weight_decay,
+                "weight_decay": weight_decay,
+                "weight_decay_end": weight_decay
+                if weight_decay_end is None
+                else weight_decay_end,
                 "warmup_steps": warmup,
             }
         )
@@ -175,6 +188,25 @@ class Method(lightning.LightningModule):
     def compute_loss(self, views: list[Tensor]) -> Tensor:
         """Returns the scalar loss of one batch of views, each (B, 3, h, w)."""
         raise NotImplementedError
+
+    def weight_decay(self, step: int) -> float:
+        """Weight decay at optimizer ``step``: a half cosine from ``weight_decay``
+        to ``weight_decay_end`` over the run (constant when they are equal)."""
+        args = self.optim_args
+        assert args.weight_decay is not None and args.weight_decay_end is not None
+        return cosine_schedule(
+            step, self.total_steps, args.weight_decay, args.weight_decay_end
+        )
+
+    def trained_model(self) -> EmbeddingModel:
+        """The model that training produces, which checkpoints and exports hold:
+        ``embedding_model`` unless a method evaluates another (DINO's teacher)."""
+        return self.embedding_model
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.optim_args.weight_decay_end != self.optim_args.weight_decay:
+            for optimizer in self.trainer.optimizers:
+                set_weight_decay(optimizer, self.weight_decay(self.global_step))
 
     def on_fit_start(self) -> None:
         # Lightning keeps each module's mode, and a model loaded from a checkpoint

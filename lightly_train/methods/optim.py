@@ -15,6 +15,8 @@ from torch.optim import Optimizer
 from lightly_train.methods.args import StrictArgs
 
 OptimizerName = Literal["adamw", "lars", "sgd"]
+# Key of the parameter groups that get weight decay (not biases and norms).
+DECAYS = "lightly_train_decays"
 
 
 class OptimArgs(StrictArgs):
@@ -27,16 +29,23 @@ class OptimArgs(StrictArgs):
             Goyal et al. 2017, used by SimCLR and DINO).
         weight_decay: Decoupled (AdamW) or L2 (SGD, LARS) weight decay. Biases and
             normalisation parameters never get weight decay.
+        weight_decay_end: Weight decay at the last step: it follows a half cosine
+            from ``weight_decay`` (as DINO's 0.04 -> 0.4). ``None`` is the method's
+            default, which for most is a constant ``weight_decay``.
         momentum: Momentum of SGD and LARS.
         betas: Betas of AdamW.
         warmup_steps: Linear warmup length in optimizer steps.
         warmup_epochs: Warmup length in epochs; used when ``warmup_steps`` is not set.
+            When neither is set, the warmup is the method's paper default (10
+            epochs) but at most 10% of the run's steps, so that short runs decay
+            too.
         min_lr: Learning rate at the end of the cosine decay.
     """
 
     optimizer: OptimizerName | None = None
     lr: float | None = Field(default=None, gt=0)
     weight_decay: float | None = Field(default=None, ge=0)
+    weight_decay_end: float | None = Field(default=None, ge=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int | None = Field(default=None, ge=0)
@@ -51,6 +60,8 @@ class OptimDefaults:
     lr_per_256: float
     weight_decay: float
     warmup_epochs: float = 10.0
+    # None: weight decay is constant.
+    weight_decay_end: float | None = None
 
 
 # Used where a method's paper gives no values for an optimizer.
@@ -132,8 +143,9 @@ def build_optimizer(params: Iterable[Tensor], args: OptimArgs) -> Optimizer:
     """
     assert args.optimizer and args.lr is not None and args.weight_decay is not None
     trainable = [p for p in params if p.requires_grad]
+    # DECAYS marks the groups whose weight decay follows the schedule.
     groups = [
-        {"params": [p for p in trainable if p.ndim > 1]},
+        {"params": [p for p in trainable if p.ndim > 1], DECAYS: True},
         {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0},
     ]
     groups = [g for g in groups if g["params"]]
@@ -147,8 +159,18 @@ def build_optimizer(params: Iterable[Tensor], args: OptimArgs) -> Optimizer:
         )
     # LARS excludes ndim <= 1 parameters itself; one group keeps its logic in one place.
     return LARS(
-        trainable, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+        [{"params": trainable, DECAYS: True}],
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
     )
+
+
+def set_weight_decay(optimizer: Optimizer, weight_decay: float) -> None:
+    """Sets the weight decay of the groups ``build_optimizer`` made to decay."""
+    for group in optimizer.param_groups:
+        if group.get(DECAYS):
+            group["weight_decay"] = weight_decay
 
 
 def warmup_cosine(

@@ -11,6 +11,7 @@ import lightning
 from lightning.pytorch.callbacks import Callback
 
 from lightly_train.checkpoint import KEY, checkpoint_entry
+from lightly_train.methods.method import Method
 
 
 class CheckpointEntry(Callback):
@@ -39,7 +40,9 @@ class CheckpointEntry(Callback):
         pl_module: lightning.LightningModule,
         checkpoint: dict[str, Any],
     ) -> None:
-        checkpoint[KEY] = checkpoint_entry(pl_module.embedding_model, **self.describe)
+        assert isinstance(pl_module, Method)
+        model = pl_module.trained_model()  # DINO: the teacher
+        checkpoint[KEY] = checkpoint_entry(model, **self.describe)
 
 
 class JsonlMetrics(Callback):

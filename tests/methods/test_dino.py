@@ -195,3 +195,81 @@ def test_teacher_follows_student_after_each_step() -> None:
         for p, p0 in zip(teacher_after, teacher_before, strict=True)
     )
     assert float(trainer.callback_metrics["ema_momentum"]) == pytest.approx(1.0)
+
+
+class RecordWeightDecay(lightning.Callback):
+    """The weight decay of each optimizer group at every training step."""
+
+    def __init__(self) -> None:
+        self.steps: list[list[float]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:  # type: ignore[no-untyped-def]
+        self.steps.append([g["weight_decay"] for g in optimizer.param_groups])
+
+
+def fit_dino(
+    dino: DINO, steps: int, callbacks: list, tmp_path=None
+) -> lightning.Trainer:  # type: ignore[no-untyped-def]
+    batches = [
+        [torch.randn(3, 32, 32)] * 2 + [torch.randn(3, 16, 16)]
+        for _ in range(2 * steps)
+    ]
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(dino, torch.utils.data.DataLoader(batches, batch_size=2))
+    return trainer
+
+
+def test_weight_decay_follows_a_cosine_from_004_to_04() -> None:
+    model = build_embedding_model("torchvision/resnet18")
+    dino = DINO(model, TINY, total_steps=4)
+    assert (dino.optim_args.weight_decay, dino.optim_args.weight_decay_end) == (
+        0.04,
+        0.4,
+    )
+    record = RecordWeightDecay()
+    fit_dino(dino, 4, [record])
+    # Step s of 4 on the half cosine; biases and norms never decay.
+    expected = [0.4 - 0.36 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)]
+    assert [decay for decay, _ in record.steps] == pytest.approx(expected)
+    assert all(no_decay == 0.0 for _, no_decay in record.steps)
+    # The ResNet recipe (SGD) keeps DINO's constant 1e-4; explicit values win.
+    sgd = DINO(model, TINY, {"optimizer": "sgd"}, total_steps=4).optim_args
+    assert (sgd.weight_decay, sgd.weight_decay_end) == (1e-4, 1e-4)
+    mine = DINO(model, TINY, {"weight_decay_end": 0.1}, total_steps=4).optim_args
+    assert (mine.weight_decay, mine.weight_decay_end) == (0.04, 0.1)
+    assert dino.weight_decay(2) == pytest.approx(0.22)
+
+
+def test_checkpoint_and_export_hold_the_teacher(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lightly_train.checkpoint import KEY, load_embedding_model
+    from lightly_train.training.callbacks import CheckpointEntry
+
+    dino = DINO(build_embedding_model("torchvision/resnet18"), TINY, total_steps=3)
+    entry = CheckpointEntry(
+        "torchvision/resnet18",
+        None,
+        None,
+        (32, 32),
+        {"mean": [0.5] * 3, "std": [0.5] * 3},
+    )
+    trainer = fit_dino(dino, 3, [entry], tmp_path)
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)[KEY]["embedding_model_state_dict"]
+    teacher = dino.teacher_embedding_model.state_dict()
+    student = dino.embedding_model.state_dict()
+    assert all(torch.equal(saved[k], teacher[k]) for k in teacher)
+    assert any(not torch.equal(saved[k], student[k]) for k in student)
+    loaded = load_embedding_model(path)
+    x = torch.randn(2, 3, 32, 32)
+    dino.teacher_embedding_model.eval()
+    torch.testing.assert_close(loaded(x), dino.teacher_embedding_model(x))

@@ -40,7 +40,9 @@ def test_other_optimizer_takes_its_generic_defaults() -> None:
     [
         ({"total_steps": 1000}, {}, 100),  # 10 of 100 reference epochs
         ({"total_steps": 1000, "steps_per_epoch": 7}, {}, 70),  # 10 epochs
-        ({"total_steps": 50, "steps_per_epoch": 7}, {}, 50),  # capped at the run
+        ({"total_steps": 50, "steps_per_epoch": 7}, {}, 5),  # 10% of a short run
+        ({"total_steps": 50, "steps_per_epoch": 7}, {"warmup_epochs": 2}, 14),
+        ({"total_steps": 50}, {"warmup_steps": 80}, 50),  # asked: capped at the run
         ({"total_steps": 1000}, {"warmup_epochs": 2}, 20),
         ({"total_steps": 1000}, {"warmup_steps": 3, "warmup_epochs": 2}, 3),
         ({}, {}, 0),  # unknown length: no warmup
@@ -48,6 +50,50 @@ def test_other_optimizer_takes_its_generic_defaults() -> None:
 )
 def test_warmup_resolution(kwargs: dict, optim_args: dict, warmup: int) -> None:
     assert simclr(optim_args=optim_args, **kwargs).optim_args.warmup_steps == warmup
+
+
+def lr_per_step(method: SimCLR) -> list[float]:
+    """The learning rate of every optimizer step of the method's run."""
+    config = method.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(method.total_steps or 0):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("steps_per_epoch", [2, 7, 30])
+@pytest.mark.parametrize("epochs", [1, 2, 3, 5, 10, 15, 20, 50])
+def test_default_schedule_decays_for_every_run_length(
+    epochs: int, steps_per_epoch: int
+) -> None:
+    total = epochs * steps_per_epoch
+    method = simclr(
+        total_steps=total, steps_per_epoch=steps_per_epoch, global_batch_size=256
+    )
+    lrs = lr_per_step(method)
+    peak = max(lrs)
+    assert peak == pytest.approx(0.3)
+    warmup = method.optim_args.warmup_steps
+    assert warmup is not None and warmup <= 0.1 * total
+    # Up to the peak (the last warmup step and the first cosine step are both at
+    # the peak), then down every step to the end of the run.
+    top = lrs.index(peak)
+    assert top <= warmup
+    decay = lrs[warmup:]
+    assert all(a > b for a, b in zip(decay[:-1], decay[1:], strict=True))
+    assert lrs[-1] <= 0.5 * peak
+
+
+def test_long_runs_keep_the_paper_warmup() -> None:
+    # 10 warmup epochs of an 800-epoch run, as in SimCLR and DINO.
+    method = simclr(total_steps=800 * 50, steps_per_epoch=50)
+    assert method.optim_args.warmup_steps == 500
+    assert simclr(total_steps=100 * 50, steps_per_epoch=50).optim_args.warmup_steps == (
+        500
+    )
 
 
 def test_warmup_cosine() -> None:
