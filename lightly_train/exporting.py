@@ -37,7 +37,9 @@ def export(
 
     ``part="model"`` is the trained backbone as the torchvision model of that name,
     e.g. ``torchvision.models.resnet18``. Its state_dict loads strictly into
-    ``torchvision.models.get_model(name, weights=None, **model_args)``. Self-supervised
+    ``torchvision.models.get_model(name, weights=None, **model_args)``, or, for a
+    model trained with ``model_args={"small_input": True}``, into
+    ``lightly_train.models.build_full_model(model, model_args)``. Self-supervised
     training trains no classifier, so the classifier head (``fc`` of a ResNet,
     ``classifier`` of a MobileNet, ...) is untrained: it holds torchvision's random
     initialisation. Replace it, or fine-tune it, before classifying.

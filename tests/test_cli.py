@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lightly_train.embedding.config import EmbedConfig
+from lightly_train.models import build_full_model
 from tests.images import write_image
 
 EXE = str(Path(sys.executable).with_name("lightly-train"))
@@ -139,3 +140,31 @@ def test_train_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Did you mean 'torchvision/resnet18'?" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_small_input_stem_trains_embeds_and_exports(
+    ray_address: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    for i in range(8):
+        write_image(data / f"{i}.png", "RGB", size=(32, 32), seed=i)
+    run = tmp_path / "run"
+    result = run_cli(
+        "train", f"out={run}", f"data={data}", "model=torchvision/resnet18",
+        "model_args.small_input=true", "epochs=1", "batch_size=4",
+        "transform_args.image_size=32", ray_address=ray_address,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    out = tmp_path / "e.pth"
+    result = run_cli(
+        "embed", f"out={out}", f"data={data}", f"checkpoint={checkpoint}",
+        "format=torch", ray_address=ray_address,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert torch.load(out, weights_only=True)["embeddings"].shape == (8, 512)
+    # The exported backbone loads strictly into the model of the same model_args.
+    net = build_full_model("torchvision/resnet18", {"small_input": True})
+    state = torch.load(run / "exported_models" / "exported_last.pt", weights_only=True)
+    assert net.load_state_dict(state).missing_keys == []
+    assert state["conv1.weight"].shape[-2:] == (3, 3)

@@ -96,15 +96,57 @@ def _check_model_name(model: str) -> tuple[str, str]:
     )
 
 
+# model_args key of lightly-train's own, not passed to the library's builder.
+SMALL_INPUT = "small_input"
+_SMALL_INPUT_FAMILIES = ("resnet", "resnext", "wide_resnet")
+
+
 def build_full_model(model: str, model_args: dict[str, Any] | None = None) -> nn.Module:
-    """Builds the library's own model of that name, classifier included."""
+    """Builds the library's own model of that name, classifier included.
+
+    ``model_args={"small_input": True}`` gives a ResNet-family model the stem of
+    CIFAR-style SSL baselines (SimCLR Appendix B.9): a 3x3 stride-1 first conv and
+    no max-pool, so that a 32 px image keeps 32x32 features after the stem instead
+    of 8x8. The other keys go to the library's builder.
+
+    Example:
+        >>> net = build_full_model("torchvision/resnet18", {"small_input": True})
+        >>> net.conv1.kernel_size, type(net.maxpool).__name__
+        ((3, 3), 'Identity')
+    """
     library, name = _check_model_name(model)
+    kwargs = dict(model_args or {})
+    small_input = kwargs.pop(SMALL_INPUT, False)
+    if not isinstance(small_input, bool):
+        raise LightlyTrainError(
+            f"Invalid model_args for '{model}': small_input must be true or false, "
+            f"got {small_input!r}."
+        )
+    resnet = library == "torchvision" and _family(name) in _SMALL_INPUT_FAMILIES
+    if small_input and not resnet:
+        raise LightlyTrainError(
+            f"model_args.small_input is for torchvision ResNet-family models "
+            f"(resnet, resnext, wide_resnet), not '{model}'. Remove it, or use e.g. "
+            "model=torchvision/resnet18."
+        )
     try:
         if library == "timm":
-            return _timm().create_model(name, pretrained=False, **(model_args or {}))
-        return torchvision.models.get_model(name, weights=None, **(model_args or {}))
+            return _timm().create_model(name, pretrained=False, **kwargs)
+        net = torchvision.models.get_model(name, weights=None, **kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as ex:
         raise LightlyTrainError(f"Invalid model_args for '{model}': {ex}") from ex
+    if small_input:
+        use_small_input_stem(net)
+    return net
+
+
+def use_small_input_stem(net: nn.Module) -> None:
+    """Replaces a torchvision ResNet's 7x7 stride-2 conv and max-pool (4x
+    downsampling) with a 3x3 stride-1 conv and no pooling, in place."""
+    conv = net.conv1
+    net.conv1 = nn.Conv2d(3, conv.out_channels, 3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    net.maxpool = nn.Identity()
 
 
 def classifier_name(model: str) -> str:

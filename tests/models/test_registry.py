@@ -186,3 +186,32 @@ def test_timm_models_are_listed_and_build() -> None:
 def test_unknown_timm_model_suggests_the_closest() -> None:
     with pytest.raises(LightlyTrainError, match="Did you mean 'timm/resnet18'"):
         build_backbone("timm/resnet1")
+
+
+def test_small_input_stem_keeps_resolution() -> None:
+    big = build_backbone("torchvision/resnet18")
+    small = build_backbone("torchvision/resnet18", {"small_input": True})
+    assert small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1)
+    assert isinstance(small.maxpool, torch.nn.Identity)
+    x = torch.randn(2, 3, 32, 32)
+    stem = torch.nn.Sequential(small.conv1, small.bn1, small.relu, small.maxpool)
+    assert stem(x).shape[-2:] == (32, 32)  # the 7x7/2 conv and max-pool give 8x8
+    assert small.feature_dim == big.feature_dim == 512
+    with torch.no_grad():
+        assert small.eval()(x).shape == (2, 512)
+    wide = build_backbone("torchvision/wide_resnet50_2", {"small_input": True})
+    assert wide.conv1.stride == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("model", "model_args", "message"),
+    [
+        ("torchvision/mobilenet_v3_small", {"small_input": True},
+         "model_args.small_input is for torchvision ResNet-family models"),
+        ("torchvision/resnet18", {"small_input": "yes"},
+         "small_input must be true or false, got 'yes'"),
+    ],
+)  # fmt: skip
+def test_small_input_errors(model: str, model_args: dict, message: str) -> None:
+    with pytest.raises(LightlyTrainError, match=message):
+        build_backbone(model, model_args)
