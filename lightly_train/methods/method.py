@@ -62,7 +62,7 @@ class Method(lightning.LightningModule):
         steps_per_epoch: Optimizer steps per epoch, to convert epoch-valued
             arguments to steps. Without it an epoch is ``total_steps / 100``.
         global_batch_size: Batch size summed over all workers, for the linear
-            learning-rate scaling rule ``lr = lr_per_256 * global_batch_size / 256``.
+            learning-rate scaling rule of the method (``OptimArgs.lr``).
 
     Example:
         >>> from lightly_train.methods import get_method
@@ -139,7 +139,7 @@ class Method(lightning.LightningModule):
                 warmup = min(warmup, int(MAX_WARMUP_FRACTION * self.total_steps))
         if self.total_steps is not None:  # what the user asked, within the run
             warmup = min(warmup, self.total_steps)
-        lr = defaults.lr_per_256 * global_batch_size / 256
+        lr = defaults.lr(global_batch_size)
         weight_decay = (
             defaults.weight_decay if args.weight_decay is None else args.weight_decay
         )

@@ -25,8 +25,10 @@ class OptimArgs(StrictArgs):
     Attributes:
         optimizer: One of ``"adamw"``, ``"lars"``, ``"sgd"``.
         lr: Absolute peak learning rate. When ``None`` it is the method's
-            ``lr_per_256 * global_batch_size / 256`` (the linear scaling rule of
-            Goyal et al. 2017, used by SimCLR and DINO).
+            ``lr_per_256`` scaled to the global batch size: linearly,
+            ``lr_per_256 * B / 256`` (Goyal et al. 2017; DINO), or, for SimCLR's
+            LARS, by the square root, ``lr_per_256 * sqrt(B / 256)`` (SimCLR
+            Appendix B.1: better for small batches and short runs).
         weight_decay: Decoupled (AdamW) or L2 (SGD, LARS) weight decay. Biases and
             normalisation parameters never get weight decay.
         weight_decay_end: Weight decay at the last step: it follows a half cosine
@@ -59,15 +61,25 @@ class OptimDefaults:
 
     lr_per_256: float
     weight_decay: float
+    # How lr_per_256 scales to a global batch size B: "linear" (x B / 256) or
+    # "sqrt" (x sqrt(B / 256)).
+    lr_scaling: Literal["linear", "sqrt"] = "linear"
     warmup_epochs: float = 10.0
     # None: weight decay is constant.
     weight_decay_end: float | None = None
 
+    def lr(self, global_batch_size: int) -> float:
+        """The peak learning rate for ``global_batch_size``."""
+        ratio = global_batch_size / 256
+        return self.lr_per_256 * (
+            math.sqrt(ratio) if self.lr_scaling == "sqrt" else ratio
+        )
+
 
 # Used where a method's paper gives no values for an optimizer.
 GENERIC_OPTIM_DEFAULTS: dict[str, OptimDefaults] = {
-    # SimCLR (Chen et al. 2020, Appendix B.1): LARS, lr 0.3 x B/256, wd 1e-6.
-    "lars": OptimDefaults(lr_per_256=0.3, weight_decay=1e-6),
+    # SimCLR (Chen et al. 2020, Appendix B.1): LARS, lr 0.075 x sqrt(B), wd 1e-6.
+    "lars": OptimDefaults(lr_per_256=1.2, weight_decay=1e-6, lr_scaling="sqrt"),
     # DINO repository's ResNet-50 recipe: SGD, lr 0.03 x B/256, wd 1e-4.
     "sgd": OptimDefaults(lr_per_256=0.03, weight_decay=1e-4),
     # DINO (Caron et al. 2021, Sec. 3.5 / Appendix): AdamW, lr 5e-4 x B/256, wd 0.04.

@@ -21,7 +21,13 @@ def simclr(**kwargs) -> SimCLR:  # type: ignore[no-untyped-def]
 
 
 def test_lr_scales_with_global_batch_size() -> None:
-    assert simclr(global_batch_size=1024).optim_args.lr == pytest.approx(1.2)
+    # SimCLR's LARS: 0.075 x sqrt(B) (square-root scaling, SimCLR Appendix B.1).
+    assert simclr(global_batch_size=64).optim_args.lr == pytest.approx(0.6)
+    assert simclr(global_batch_size=1024).optim_args.lr == pytest.approx(2.4)
+    assert simclr(global_batch_size=4096).optim_args.lr == pytest.approx(4.8)
+    # Linear for the others: SGD 0.03 x B / 256.
+    sgd = simclr(optim_args={"optimizer": "sgd"}, global_batch_size=1024)
+    assert sgd.optim_args.lr == pytest.approx(0.12)
     explicit = simclr(optim_args={"lr": 0.01}, global_batch_size=1024)
     assert explicit.optim_args.lr == 0.01
 
@@ -75,7 +81,7 @@ def test_default_schedule_decays_for_every_run_length(
     )
     lrs = lr_per_step(method)
     peak = max(lrs)
-    assert peak == pytest.approx(0.3)
+    assert peak == pytest.approx(1.2)
     warmup = method.optim_args.warmup_steps
     assert warmup is not None and warmup <= 0.1 * total
     # Up to the peak (the last warmup step and the first cosine step are both at

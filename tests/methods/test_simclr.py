@@ -64,7 +64,7 @@ def test_defaults_follow_paper() -> None:
     assert (head[0].out_features, head[-1].out_features) == (2048, 128)
     assert method.criterion.temperature == 0.1
     assert method.optim_args.optimizer == "lars"
-    assert method.optim_args.lr == pytest.approx(0.3)  # 0.3 x 256 / 256
+    assert method.optim_args.lr == pytest.approx(1.2)  # 0.075 x sqrt(256)
     assert method.optim_args.warmup_steps == 10  # 10 of 100 reference epochs
 
 
