@@ -25,7 +25,8 @@ def cli() -> None:
 
     Arguments are key=value pairs, e.g. out=emb.pth image_size=[224,160]
     transform_args.image_size=[32,32]. Values are parsed as literals (ints, floats,
-    true/false, null, lists, quoted strings); anything else is a string.
+    true/false, null, lists, dicts, quoted strings), never evaluated; bare words are
+    strings, also in lists and dicts: data=[dir_a,dir_b].
     """
 
 

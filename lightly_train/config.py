@@ -34,8 +34,8 @@ class Config(BaseModel):
         if not isinstance(data, dict):
             return data
         return {
-            key: value.text
-            if isinstance(value, CliNumber) and key in cls.model_fields
+            key: _number_text(value)
+            if key in cls.model_fields
             and _only_strings(cls.model_fields[key].annotation)
             else value
             for key, value in data.items()
@@ -54,6 +54,15 @@ class CliInt(int, CliNumber):
 
 class CliFloat(float, CliNumber):
     pass
+
+
+def _number_text(value: Any) -> Any:
+    """A CLI number as its text, also inside a list (data=[2024.10, dir])."""
+    if isinstance(value, CliNumber):
+        return value.text
+    if isinstance(value, list):
+        return [_number_text(v) for v in value]
+    return value
 
 
 def _only_strings(annotation: Any) -> bool:
@@ -82,8 +91,33 @@ def parse_value(text: str) -> Any:
     """Parses a CLI value as a literal, never evaluating it.
 
     JSON literals (``null``, ``true``, ``[224, 160]``) and Python literals (``None``,
-    ``'a b'``, ``(1, 2)``) are understood; anything else is the string itself.
+    ``'a b'``, ``(1, 2)``) are understood. Inside lists, tuples and dicts, bare
+    words are strings, as users type them: ``[dir_a, dir_b]``,
+    ``{mean: [0.5, 0.5, 0.5]}``. Anything else is the string itself.
+
+    Example:
+        >>> parse_value("[dir_a, 'dir b', 3]")
+        ['dir_a', 'dir b', 3]
     """
+    value = _literal(text)
+    if value is not _NOT_A_LITERAL:
+        return value
+    if text.strip()[:1] in _CLOSERS:
+        try:
+            value, end = _container(text, _skip_space(text, 0))
+        except (ValueError, IndexError):
+            return text  # unbalanced or malformed: the text is a name after all
+        if _skip_space(text, end) == len(text):
+            return value
+    return text
+
+
+_NOT_A_LITERAL = object()
+_CLOSERS = {"[": "]", "(": ")", "{": "}"}
+
+
+def _literal(text: str) -> Any:
+    """A JSON or Python literal (numbers remember their text), or _NOT_A_LITERAL."""
     for parse in (json.loads, ast.literal_eval):
         try:
             value = parse(text)
@@ -94,7 +128,62 @@ def parse_value(text: str) -> Any:
             number.text = text.strip()
             return number
         return value
-    return text
+    return _NOT_A_LITERAL
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _container(text: str, i: int) -> tuple[Any, int]:
+    """Parses the list, tuple or dict opening at ``text[i]``; returns it and the
+    index after its closer. Raises ValueError when it is malformed."""
+    closer, is_dict = _CLOSERS[text[i]], text[i] == "{"
+    items: list[Any] = []
+    i = _skip_space(text, i + 1)
+    while text[i] != closer:
+        if is_dict:
+            key, i = _element(text, i, ":")
+            if text[i] != ":":
+                raise ValueError(f"expected ':' at {i}")
+            value, i = _element(text, i + 1, "," + closer)
+            items.append((key, value))
+        else:
+            value, i = _element(text, i, "," + closer)
+            items.append(value)
+        if text[i] == ",":
+            i = _skip_space(text, i + 1)
+        elif text[i] != closer:
+            raise ValueError(f"expected ',' or {closer!r} at {i}")
+    if is_dict:
+        return dict(items), i + 1
+    return (tuple(items) if closer == ")" else items), i + 1
+
+
+def _element(text: str, i: int, stops: str) -> tuple[Any, int]:
+    """Parses one element: a container, a quoted string, or a bare scalar that
+    ends before the next of ``stops``; returns it and the index after it."""
+    i = _skip_space(text, i)
+    if text[i] in _CLOSERS:
+        value, i = _container(text, i)
+        return value, _skip_space(text, i)
+    if text[i] in "'\"":
+        end = i + 1
+        while text[end] != text[i]:
+            end += 2 if text[end] == "\\" else 1
+        return ast.literal_eval(text[i : end + 1]), _skip_space(text, end + 1)
+    end = i
+    while text[end] not in stops:
+        if text[end] in "[](){}":
+            raise ValueError(f"unexpected {text[end]!r} at {end}")
+        end += 1
+    token = text[i:end].strip()
+    if not token:
+        raise ValueError(f"empty element at {i}")
+    value = _literal(token)
+    return (token if value is _NOT_A_LITERAL else value), end
 
 
 def parse_cli_args(args: list[str] | tuple[str, ...]) -> dict[str, Any]:

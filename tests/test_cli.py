@@ -168,3 +168,17 @@ def test_small_input_stem_trains_embeds_and_exports(
     state = torch.load(run / "exported_models" / "exported_last.pt", weights_only=True)
     assert net.load_state_dict(state).missing_keys == []
     assert state["conv1.weight"].shape[-2:] == (3, 3)
+
+
+def test_data_list_of_bare_directories(tmp_path: Path, checkpoint) -> None:
+    # As a LightlyTrain user types it: the second directory is named in the error,
+    # so the list was parsed into two paths (and nothing started).
+    here = tmp_path / "dir_a"
+    here.mkdir()
+    result = run_cli(
+        "embed", f"out={tmp_path / 'e.pth'}", f"data=[{here},{tmp_path / 'dir_b'}]",
+        f"checkpoint={checkpoint}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"Data path '{tmp_path / 'dir_b'}' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -40,7 +40,25 @@ REQUIRED = {"out": "emb.pth", "data": "images", "checkpoint": "last.ckpt"}
         ("last.ckpt", "last.ckpt"),
         ("a b", "a b"),
         ("", ""),
-        ("[a, b]", "[a, b]"),
+        # Bare words inside lists and dicts are strings, as users type them.
+        ("[a, b]", ["a", "b"]),
+        ("[dir_a,dir_b]", ["dir_a", "dir_b"]),
+        ("[a b, 'c,d', 3, [x, y], {k: v}]", ["a b", "c,d", 3, ["x", "y"], {"k": "v"}]),
+        (
+            "{mean: [0.5, 0.5, 0.5], std: [0.2,0.2,0.2]}",
+            {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]},
+        ),
+        ("[true, null, x]", [True, None, "x"]),
+        ("(a, 1)", ("a", 1)),
+        ("[C:/data, /tmp/x.jpg]", ["C:/data", "/tmp/x.jpg"]),
+        ("[a,]", ["a"]),
+        # Malformed brackets: the text is a name after all.
+        ("[a", "[a"),
+        ("[a]b", "[a]b"),
+        ("[a[1]]", "[a[1]]"),
+        ("[,]", "[,]"),
+        ("{a b}", "{a b}"),
+        ("[__import__('os')]", "[__import__('os')]"),
         ("'unterminated", "'unterminated"),
         ('we,ird "ñame".png', 'we,ird "ñame".png'),
         ("__import__('os').system('x')", "__import__('os').system('x')"),
@@ -309,3 +327,11 @@ def test_help_text() -> None:
     for name, field in EmbedConfig.model_fields.items():
         assert any(line.startswith(f"  {name}  (") for line in lines), name
         assert f"      {field.description}" in lines, name
+
+
+def test_bare_list_of_directories_keeps_their_names(tmp_path: Path) -> None:
+    args = parse_cli_args(
+        ["out=e.pth", "data=[2024.10, dir b, 'c,d']", "checkpoint=x.ckpt"]
+    )
+    config = validate_config(EmbedConfig, args)
+    assert config.data == ["2024.10", "dir b", "c,d"]  # not 2024.1
