@@ -8,6 +8,7 @@ CPU; on real data use more epochs, larger images and GPUs.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -49,4 +50,8 @@ def main(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
+    # The library only emits log records; an application chooses what to show.
+    logging.basicConfig(format="%(asctime)s %(levelname)s: %(message)s",
+                        datefmt="%H:%M:%S")  # fmt: skip
+    logging.getLogger("lightly_train").setLevel(logging.INFO)
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out/demo"))

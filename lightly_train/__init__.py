@@ -17,8 +17,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lightly_train._logging import setup_logging
-
 if TYPE_CHECKING:
     from lightly_train.checkpoint import load_embedding_model
     from lightly_train.embedding.pipeline import embed
@@ -55,6 +53,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_API])
-
-
-setup_logging()

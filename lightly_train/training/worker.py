@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
+from lightly_train._logging import info_level
 from lightly_train.methods import get_method
 from lightly_train.models import build_embedding_model
 from lightly_train.models.embedding_model import model_name
@@ -55,7 +56,8 @@ def log_to_file(path: Path) -> Iterator[None]:
     for log in loggers:
         log.addHandler(handler)
     try:
-        yield
+        with info_level(loggers[0]):
+            yield
     finally:
         for log in loggers:
             log.removeHandler(handler)
