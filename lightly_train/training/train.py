@@ -33,14 +33,15 @@ from lightly_train.models.embedding_model import model_name
 from lightly_train.runtime import node_cpus, ray_session
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.plan import WorkerPlan, plan_workers
+from lightly_train.training.plots import plot_metrics
 from lightly_train.training.worker import WorkerSpec, log_to_file, train_worker
 
 logger = logging.getLogger(__name__)
 
 # What a run writes into out/; overwrite=True removes exactly these.
 OUTPUTS = (
-    "checkpoints", "exported_models", "metrics.jsonl", "train.log", "config.json",
-    "tensorboard", ".ray_train",
+    "checkpoints", "exported_models", "metrics.jsonl", "metrics.png", "train.log",
+    "config.json", "tensorboard", ".ray_train",
 )  # fmt: skip
 
 
@@ -170,10 +171,12 @@ def run(config: TrainConfig) -> TrainSummary:
             exported = export_backbone(
                 checkpoint, out / "exported_models" / "exported_last.pt", config.model
             )
+            plot = plot_metrics(out / "metrics.jsonl", out / "metrics.png")
             seconds = time.perf_counter() - start
             logger.info(
                 f"Training done in {seconds:.1f} s. Checkpoint: '{checkpoint}'. "
                 f"Exported backbone: '{exported}'."
+                + (f" Loss and lr: '{plot}'." if plot else "")
             )
     return TrainSummary(out, checkpoint, exported, seconds)
 

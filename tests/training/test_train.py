@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import lightly_train
 from lightly_train.checkpoint import KEY, create_checkpoint
@@ -46,6 +47,8 @@ def test_train_two_ddp_workers_then_embed(ray_address: str, tmp_path: Path, imag
     names = {p.name for p in (out / "checkpoints").iterdir()}
     assert names == {"last.ckpt", "epoch=3-step=16.ckpt"}  # 33 images / 8 -> 4 steps
     assert (out / "exported_models" / "exported_last.pt").is_file()
+    with Image.open(out / "metrics.png") as plot:  # loss and lr over the 16 steps
+        assert plot.format == "PNG" and plot.width > 300
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2 and config["embed_dim"] == 16
     assert config["optim_args"]["lr"] == 0.1
