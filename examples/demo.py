@@ -17,6 +17,8 @@ import torch
 import lightly_train
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import explore_embeddings  # noqa: E402  (beside this file)
 
 
 def main(out_dir: Path) -> None:
@@ -47,6 +49,10 @@ def main(out_dir: Path) -> None:
         print(f"  {name:24s} {[round(v, 4) for v in vector[:4].tolist()]} ...")
     print(f"Checkpoint: {run.checkpoint}")
     print(f"Embeddings are in {Path(summary.out).resolve()}")
+    picture = out_dir / "explore.png"
+    args = [str(summary.out), "--data", str(data), "--out", str(picture)]
+    explore_embeddings.main([*args, "--queries", "3", "--pairs", "4"])
+    print(f"A map, neighbours and near-duplicates: {picture.resolve()}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import runpy
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 
 def test_demo_trains_then_embeds_the_sample_photos(ray_address, tmp_path, capsys):
@@ -12,6 +13,11 @@ def test_demo_trains_then_embeds_the_sample_photos(ray_address, tmp_path, capsys
     data = torch.load(tmp_path / "embeddings.pth", weights_only=True)
     assert len(data["filenames"]) == 9 and data["embeddings"].shape == (9, 512)
     assert (tmp_path / "my_experiment" / "checkpoints" / "last.ckpt").is_file()
-    assert f"Embeddings are in {(tmp_path / 'embeddings.pth').resolve()}" in (
-        capsys.readouterr().out
-    )
+    printed = capsys.readouterr().out
+    assert f"Embeddings are in {(tmp_path / 'embeddings.pth').resolve()}" in printed
+    picture = (tmp_path / "explore.png").resolve()
+    assert f"A map, neighbours and near-duplicates: {picture}" in printed
+    with Image.open(picture) as image:
+        assert image.format == "PNG"
+    with Image.open(tmp_path / "my_experiment" / "metrics.png") as image:
+        assert image.format == "PNG"
