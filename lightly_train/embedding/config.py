@@ -14,19 +14,23 @@ FORMATS = sorted([*WRITERS, *SHARDED_WRITERS])
 
 class EmbedConfig(Config):
     out: str = Field(
-        description="Output file for the embeddings (a directory for parquet)."
+        description="Output file or URI for the embeddings (a directory for "
+        "parquet); written to a temp file beside it, then renamed."
     )
     data: str | list[str] = Field(
-        description="Directory with images, or a list of directories and image files."
+        description="A directory or URI prefix of images (searched recursively), a "
+        "list of directories and image files, or a .txt/.parquet manifest."
     )
     checkpoint: str = Field(description="lightly-train checkpoint, e.g. last.ckpt.")
     format: str = Field(
         "torch",
         description=f"Output format: {', '.join(FORMATS)}; parquet writes a "
-        "directory of shards.",
+        "directory of part-NNNNN.parquet shards.",
     )
     image_size: PositiveInt | tuple[PositiveInt, PositiveInt] = Field(
-        224, description="Images are resized to this size: int or [height, width]."
+        224,
+        description="Images are resized to this size (bilinear, antialiased): int "
+        "or [height, width].",
     )
     batch_size: PositiveInt | Literal["auto"] = Field(
         "auto",

@@ -76,8 +76,8 @@ def embed(
     jpeg_decode: Literal["auto", "tasks", "model"] = "auto",
     compile: bool = False,
     overwrite: bool = False,
-    model: nn.Module | None = None,
     shard_size: int = 100_000,
+    model: nn.Module | None = None,
 ) -> EmbedSummary:
     """Embeds every image under ``data`` with a trained checkpoint and writes them.
 
@@ -104,9 +104,9 @@ def embed(
             the tasks only read them; ``"auto"``: ``"model"`` on GPUs.
         compile: Run the model through ``torch.compile`` (slow to start).
         overwrite: Replace ``out`` if it exists.
+        shard_size: ``parquet`` only: rows per shard file.
         model: Only for checkpoints trained from a custom backbone module: a fresh
             instance of that module.
-        shard_size: ``parquet`` only: rows per shard file.
 
     Returns:
         A summary with the output path, number of images, dimension and failures.

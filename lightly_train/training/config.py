@@ -23,7 +23,10 @@ class TrainConfig(Config):
         None, description="Method arguments, e.g. method_args.temperature=0.2."
     )
     model_args: dict[str, Any] | None = Field(
-        None, description="Model builder arguments, e.g. model_args.image_size=64."
+        None,
+        description="Model builder arguments, e.g. model_args.small_input=true (a "
+        "3x3 stride-1 ResNet stem for 32-64 px images) or model_args.image_size=64 "
+        "(a ViT).",
     )
     embed_dim: PositiveInt | None = Field(
         None, description="Project embeddings to this size; null keeps the model's."
