@@ -92,6 +92,9 @@ def fit_worker(
         batch_size=spec.worker_batch_size,
         num_workers=spec.loader_workers,
         seed=config.seed,
+        rank=rank,
+        world_size=world_size,
+        start_epoch=start_epoch(spec.resume_from),
     )
     global_batch_size = spec.worker_batch_size * world_size
     method = method_cls(
@@ -140,6 +143,7 @@ def fit_worker(
         log_every_n_steps=max(1, min(50, spec.steps_per_epoch // 4)),
         enable_progress_bar=False,
         enable_model_summary=rank == 0,
+        use_distributed_sampler=False,  # the loader's EpochSampler shards
         default_root_dir=out,
     )
     trainer = prepare_trainer(trainer)
@@ -147,6 +151,15 @@ def fit_worker(
         # Frozen teachers are kept in eval mode on purpose.
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
         trainer.fit(method, loader, ckpt_path=spec.resume_from)
+
+
+def start_epoch(checkpoint: str | None) -> int:
+    """The epoch a run resumed from ``checkpoint`` starts at: the epochs Lightning
+    counts as processed, which it passes to the sampler's ``set_epoch``."""
+    if checkpoint is None:
+        return 0
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
 
 
 def loggers(config: TrainConfig, out: Path) -> list[Any] | bool:

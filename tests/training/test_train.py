@@ -77,12 +77,15 @@ def test_train_two_ddp_workers_then_embed(ray_address: str, tmp_path: Path, imag
 
 
 def test_resume_continues_steps_and_weights(ray_address: str, tmp_path: Path, images):
+    # A constant learning rate: the default warmup and cosine decay depend on the
+    # run's length, so a 1-epoch run extended to 2 would not match a fresh 2-epoch run.
+    constant = {"optim_args": {"lr": 0.1, "min_lr": 0.1, "warmup_steps": 0}}
     out = tmp_path / "run"
-    train(out=out, data=images, epochs=1, **FAST)
+    train(out=out, data=images, epochs=1, **constant, **FAST)
     after_one = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert after_one["global_step"] == 4
 
-    train(out=out, data=images, epochs=2, resume_interrupted=True, **FAST)
+    train(out=out, data=images, epochs=2, resume_interrupted=True, **constant, **FAST)
     after_two = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert after_two["global_step"] == 8
     assert after_two["epoch"] == 1
@@ -90,7 +93,7 @@ def test_resume_continues_steps_and_weights(ray_address: str, tmp_path: Path, im
 
     # Resuming continues from the epoch-1 weights: a fresh 2-epoch run differs.
     fresh = tmp_path / "fresh"
-    train(out=fresh, data=images, epochs=2, **FAST)
+    train(out=fresh, data=images, epochs=2, **constant, **FAST)
     fresh_ckpt = torch.load(fresh / "checkpoints" / "last.ckpt", weights_only=True)
     resumed_w = after_two[KEY]["embedding_model_state_dict"]["backbone.conv1.weight"]
     one_w = after_one[KEY]["embedding_model_state_dict"]["backbone.conv1.weight"]
