@@ -9,8 +9,10 @@ user who wants the progress lines calls ``logging.basicConfig(level=logging.INFO
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 LOGGER = "lightly_train"
 
@@ -29,6 +31,15 @@ def configure_cli_logging() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # the CLI's lines are printed once, here
+
+
+def bar_stream() -> TextIO | None:
+    """stderr, where the CLI draws progress bars, when it is a terminal; else
+    ``None``: progress then goes to log lines (CI, job logs, the Python API)."""
+    logger = logging.getLogger(LOGGER)
+    cli = any(getattr(h, "_lightly_train_cli", False) for h in logger.handlers)
+    isatty = getattr(sys.stderr, "isatty", None)
+    return sys.stderr if cli and isatty is not None and isatty() else None
 
 
 @contextmanager

@@ -162,6 +162,44 @@ def check_custom_model(entry: dict[str, Any], model: nn.Module | None) -> None:
         )
 
 
+def check_image_size(entry: dict[str, Any], size: tuple[int, int]) -> None:
+    """Fails on the driver when the checkpoint's model cannot take ``size`` images,
+    as a ViT built for another ``model_args.image_size``: the model is built and
+    run on the meta device, so no weights are allocated and nothing is computed.
+    Only models with a fixed input size are checked (ViTs, Swins, timm models;
+    torchvision's CNNs pool any size), so the usual job pays nothing. Custom models
+    are not checked (their code may not run on meta tensors).
+    """
+    import torch
+
+    from lightly_train.models import build_embedding_model  # torchvision: when needed
+
+    name, model_args = entry["model"], entry.get("model_args") or {}
+    fixed = name.startswith(("torchvision/vit_", "torchvision/swin_", "timm/"))
+    if not fixed:
+        return
+    with torch.device("meta"):
+        net = build_embedding_model(name, model_args, entry.get("embed_dim")).eval()
+        try:
+            with torch.no_grad():
+                net(torch.empty(1, 3, *size))
+        except Exception as ex:  # shape errors of every kind of model
+            height, width = size
+            built = model_args.get("image_size", model_args.get("img_size"))
+            hint = (
+                f"it was built for model_args.image_size={built}: pass "
+                f"image_size={built}"
+                if built is not None
+                else "pass the image_size it was trained at, "
+                f"image_size={entry['image_size']}"
+            )
+            first_line = next(iter(str(ex).splitlines()), type(ex).__name__)
+            raise LightlyTrainError(
+                f"image_size={height}x{width} does not fit the checkpoint's model "
+                f"{name} ({first_line}); {hint}."
+            ) from None
+
+
 def embedding_model_from_entry(
     entry: dict[str, Any], model: nn.Module | None = None
 ) -> EmbeddingModel:

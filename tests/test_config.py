@@ -321,7 +321,7 @@ def test_help_text() -> None:
     lines = help_text(EmbedConfig).splitlines()
     assert len(lines) == 2 * len(EmbedConfig.model_fields)
     assert lines[0] == "  out  (required)"
-    assert lines[1] == "      Output file for the embeddings (a directory for parquet)."
+    assert lines[1].startswith("      Output file or URI for the embeddings")
     assert "  batch_size  (default: 'auto')" in lines
     assert "  format  (default: 'torch')" in lines
     for name, field in EmbedConfig.model_fields.items():

@@ -7,6 +7,8 @@ formats instead: -> fragments per shard (tasks) -> one merge task per shard
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import math
 import os
@@ -16,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -24,7 +27,12 @@ import pyarrow.compute as pc
 import ray
 
 from lightly_train._io import check_out_dir, check_out_file, output_location
-from lightly_train.checkpoint import check_custom_model, load_checkpoint_entry
+from lightly_train._progress import Progress
+from lightly_train.checkpoint import (
+    check_custom_model,
+    check_image_size,
+    load_checkpoint_entry,
+)
 from lightly_train.config import validate_config
 from lightly_train.data import storage
 from lightly_train.data.decode import decode_batch
@@ -38,7 +46,7 @@ from lightly_train.embedding.writers import (
     Embeddings,
     ShardedWriter,
 )
-from lightly_train.errors import LightlyTrainError
+from lightly_train.errors import LightlyTrainError, find_cause, is_out_of_memory
 from lightly_train.runtime import Plan, node_cpus, plan_actors, ray_session
 
 if TYPE_CHECKING:
@@ -138,65 +146,117 @@ def run(config: EmbedConfig) -> EmbedSummary:
     # jobs, against a bad argument's error arriving after Ray's start-up.
     entry = load_checkpoint_entry(config.checkpoint)
     check_custom_model(entry, config.model)  # fails here, not in an actor
+    check_image_size(entry, config.size)
     files = list_image_files(config.data)
     logger.info(f"Embedding {len(files)} images from {config.data}.")
     with ray_session():
-        plan = plan_actors(
-            config.accelerator,
-            config.devices,
-            config.num_workers,
-            config.precision,
-            ray.cluster_resources(),
-            node_cpus(),
-            # No more actors than pairs of batches: a small job waits for none.
-            max_actors=math.ceil(len(files) / (2 * AUTO_CPU_BATCH)),
-        )
-        batch = batch_size(config.batch_size, plan.accelerator)
-        on_device = config.jpeg_decode == "model" or (
-            config.jpeg_decode == "auto" and plan.accelerator == "gpu"
-        )
-        blocks = manifest(files, plan)
-        ds = ray.data.from_arrow(blocks)
-        ds = ds.map_batches(
-            decode_batch,
-            fn_kwargs={"image_size": config.size, "device_jpeg": on_device},
-            batch_size=None,  # one manifest block per task
-            num_cpus=plan.decode_cpus,
-            # Room for a large photo's decode buffers and the block of arrays. As a
-            # resource the actors don't ask for, it also keeps Ray Data from fusing
-            # decode into the model actors: decoding stays in parallel CPU tasks.
-            memory=DECODE_TASK_MEMORY,
-            compute=ray.data.TaskPoolStrategy(
-                size=max(1, min(plan.decode_tasks, len(blocks)))
-                if plan.decode_tasks
-                else None
-            ),
-        )
-        ds = ds.map_batches(
-            Embedder,
-            fn_constructor_kwargs={
-                "checkpoint": ray.put(entry),
-                "device": "cuda" if plan.accelerator == "gpu" else "cpu",
-                "precision": config.precision,
-                "num_threads": plan.threads_per_actor,
-                "model": config.model,
-                "compile": config.compile,
-            },
-            batch_size=batch,
-            num_cpus=plan.cpus_per_actor,
-            num_gpus=plan.gpus_per_actor,
-            compute=model_pool(plan),
-        )
-        if sharded:
-            with output_location(out, directory=True) as target:
-                num_images, dim, failed = write_shards(
-                    ds, sharded, files, target, config.shard_size, plan
-                )
-        else:
-            num_images, dim, failed = gather_and_write(ds, files, out, config.format)
+        # A failed embed's model actors live as long as its executor, which the
+        # error's traceback holds and which sits in reference cycles: until the
+        # error is gone and a garbage collection has run they hold their CPUs,
+        # and the next embed in this Ray session (a retry with a smaller
+        # batch_size in a notebook) would wait for them forever.
+        gc.collect()
+        try:
+            num_images, dim, failed = execute(config, entry, files, out)
+        except BaseException as ex:
+            release_frames(ex)
+            raise
     summary = EmbedSummary(out, num_images, dim, failed, time.perf_counter() - start)
     log_summary(summary)
     return summary
+
+
+def execute(
+    config: EmbedConfig, entry: dict[str, Any], files: ImageFiles, out: str
+) -> tuple[int, int, dict[str, str]]:
+    """Builds and runs the dataset on the connected Ray: (images, dim, failed)."""
+    sharded = SHARDED_WRITERS.get(config.format)
+    plan = plan_actors(
+        config.accelerator,
+        config.devices,
+        config.num_workers,
+        config.precision,
+        ray.cluster_resources(),
+        node_cpus(),
+        # No more actors than pairs of batches: a small job waits for none.
+        max_actors=math.ceil(len(files) / (2 * AUTO_CPU_BATCH)),
+    )
+    batch = batch_size(config.batch_size, plan.accelerator)
+    on_device = config.jpeg_decode == "model" or (
+        config.jpeg_decode == "auto" and plan.accelerator == "gpu"
+    )
+    blocks = manifest(files, plan)
+    ds = ray.data.from_arrow(blocks)
+    ds = ds.map_batches(
+        decode_batch,
+        fn_kwargs={"image_size": config.size, "device_jpeg": on_device},
+        batch_size=None,  # one manifest block per task
+        num_cpus=plan.decode_cpus,
+        # Room for a large photo's decode buffers and the block of arrays. As a
+        # resource the actors don't ask for, it also keeps Ray Data from fusing
+        # decode into the model actors: decoding stays in parallel CPU tasks.
+        memory=DECODE_TASK_MEMORY,
+        compute=ray.data.TaskPoolStrategy(
+            size=max(1, min(plan.decode_tasks, len(blocks)))
+            if plan.decode_tasks
+            else None
+        ),
+    )
+    ds = ds.map_batches(
+        Embedder,
+        fn_constructor_kwargs={
+            "checkpoint": ray.put(entry),
+            "device": "cuda" if plan.accelerator == "gpu" else "cpu",
+            "precision": config.precision,
+            "num_threads": plan.threads_per_actor,
+            "model": config.model,
+            "compile": config.compile,
+        },
+        batch_size=batch,
+        num_cpus=plan.cpus_per_actor,
+        num_gpus=plan.gpus_per_actor,
+        compute=model_pool(plan),
+    )
+    try:
+        if sharded:
+            with output_location(out, directory=True) as target:
+                return write_shards(ds, sharded, files, target, config.shard_size, plan)
+        return gather_and_write(ds, files, out, config.format)
+    except Exception as ex:
+        if find_cause(ex, is_out_of_memory) is not None:
+            raise LightlyTrainError(
+                f"The {plan.accelerator.upper()} ran out of memory embedding "
+                f"batches of {batch} images of {config.size[0]}x{config.size[1]}. "
+                f"Use a smaller batch_size, e.g. batch_size={max(1, batch // 2)}."
+            ) from None
+        raise
+
+
+def release_frames(ex: BaseException) -> None:
+    """Clears the local variables of the finished frames that ``ex`` reaches: those
+    of its traceback and their callers, for it and for every error it chains to or
+    holds, so that the error keeps no dataset, executor or actor alive.
+
+    An error from Ray Data's executor thread reaches that thread's frames.
+    """
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [ex]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        tb = err.__traceback__
+        while tb is not None:
+            frame: FrameType | None = tb.tb_frame
+            while frame is not None:
+                with contextlib.suppress(RuntimeError):  # still running
+                    frame.clear()
+                frame = frame.f_back
+            tb = tb.tb_next
+        stack += [err.__cause__, err.__context__]
+        # Ray's errors keep the remote or executor-thread error as an attribute.
+        stack += [v for v in vars(err).values() if isinstance(v, BaseException)]
 
 
 def batch_size(requested: int | Literal["auto"], accelerator: str) -> int:
@@ -257,15 +317,19 @@ def write_shards(
     failed_idx: list[int] = []
     failed_error: list[str] = []
     dim = 0
+    progress = Progress(len(files), "Embedded")
     for piece in pieces.iter_batches(batch_size=None, batch_format="pyarrow"):
         dim = max(dim, *piece["dim"].to_pylist())
         shard = piece["shard"].to_pylist()
-        for s, n, k in zip(shard, piece["rows"].to_pylist(), piece["kept"].to_pylist(),
-                           strict=True):  # fmt: skip
+        piece_rows = piece["rows"].to_pylist()
+        for s, n, k in zip(shard, piece_rows, piece["kept"].to_pylist(), strict=True):
             counts[s] += n
             kept[s] += k
-        failed_idx += pc.list_flatten(piece["failed_idx"]).to_pylist()
+        piece_failed = pc.list_flatten(piece["failed_idx"]).to_pylist()
+        failed_idx += piece_failed
         failed_error += pc.list_flatten(piece["failed_error"]).to_pylist()
+        progress.update(sum(piece_rows), failed=len(piece_failed))
+    progress.close()
     num_shards = math.ceil(len(files) / shard_size)
     expected = Counter(
         {s: min(shard_size, len(files) - s * shard_size) for s in range(num_shards)}
@@ -306,6 +370,7 @@ def gather(
     seen = np.zeros(len(files), dtype=bool)
     bad = np.zeros(len(files), dtype=bool)
     errors: dict[int, str] = {}
+    progress = Progress(len(files), "Embedded")
     for batch in batches:
         idx, emb = batch["idx"], batch["embedding"]
         if vectors is None:
@@ -318,6 +383,8 @@ def gather(
         errors.update(
             zip(idx[failed_rows].tolist(), batch["error"][failed_rows], strict=True)
         )
+        progress.update(len(idx), failed=len(failed_rows))
+    progress.close()
     if vectors is None or not seen.all():
         raise RuntimeError(f"Embedded {seen.sum()} of {len(files)} images; rows lost.")
     failed = {files.filenames[i]: str(errors[i]) for i in sorted(errors)}

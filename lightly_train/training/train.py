@@ -26,7 +26,7 @@ from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
 from lightly_train.data.files import list_image_files
 from lightly_train.data.storage import is_uri
-from lightly_train.errors import LightlyTrainError
+from lightly_train.errors import LightlyTrainError, find_cause
 from lightly_train.methods import get_method
 from lightly_train.models import build_embedding_model
 from lightly_train.models.embedding_model import model_name
@@ -272,18 +272,8 @@ def fit(spec: WorkerSpec, plan: WorkerPlan, out: Path, num_nodes: int) -> None:
 
 def user_error(ex: BaseException) -> LightlyTrainError | None:
     """The LightlyTrainError a worker raised, if that is why training failed."""
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [ex]
-    while stack:
-        err = stack.pop()
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
-        if isinstance(err, LightlyTrainError):
-            return err
-        stack += [err.__cause__, err.__context__, *getattr(err, "exceptions", [])]
-        stack += list(getattr(err, "worker_failures", {}).values())
-    return None
+    cause = find_cause(ex, lambda err: isinstance(err, LightlyTrainError))
+    return cause if isinstance(cause, LightlyTrainError) else None
 
 
 def export_backbone(checkpoint: Path, path: Path, model: str | nn.Module) -> Path:
