@@ -8,13 +8,13 @@ CPU; on real data use more epochs, larger images and GPUs.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import torch
 
 import lightly_train
+from lightly_train._logging import configure_cli_logging
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -57,7 +57,7 @@ def main(out_dir: Path) -> None:
 
 if __name__ == "__main__":
     # The library only emits log records; an application chooses what to show.
-    logging.basicConfig(format="%(asctime)s %(levelname)s: %(message)s",
-                        datefmt="%H:%M:%S")  # fmt: skip
-    logging.getLogger("lightly_train").setLevel(logging.INFO)
+    # As the CLI: lightly_train's lines, Ray's and Lightning's only in log files
+    # (all of them with LIGHTLY_TRAIN_LOG_LEVEL=DEBUG).
+    configure_cli_logging()
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out/demo"))

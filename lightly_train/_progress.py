@@ -87,12 +87,7 @@ class Progress:
         rate = self.rate(now)
         if rate <= 0:
             return "?"
-        seconds = math.ceil((self.total - self.done) / rate)
-        minutes, seconds = divmod(seconds, 60)
-        hours, minutes = divmod(minutes, 60)
-        if hours:
-            return f"{hours}:{minutes:02d}:{seconds:02d}"
-        return f"{minutes}:{seconds:02d}"
+        return duration((self.total - self.done) / rate)
 
     def failures(self) -> str:
         return f", {self.failed} failed" if self.failed else ""
@@ -112,3 +107,10 @@ class Progress:
             f"{self.done}/{self.total} images, {self.rate(now):.1f}/s, "
             f"ETA {self.eta(now)}{self.failures()}  "
         )
+
+
+def duration(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour, rounded up to the second."""
+    minutes, secs = divmod(math.ceil(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

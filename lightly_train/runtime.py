@@ -15,6 +15,7 @@ from typing import Literal
 
 import ray
 
+from lightly_train import _logging
 from lightly_train.errors import LightlyTrainError
 
 logger = logging.getLogger(__name__)
@@ -48,12 +49,15 @@ def _init(address: str | None) -> None:
         if address
         else {"include_dashboard": False, "_system_config": {"worker_niceness": 0}}
     )
+    # Quiet (the CLI): what workers print stays in the session's worker logs.
+    quiet = _logging.quiet()
     ray.init(
         address=address or "local",
-        log_to_driver=True,
-        logging_level=logging.WARNING,
+        log_to_driver=not quiet,
+        logging_level=logging.ERROR if quiet else logging.WARNING,
         **local,
     )
+    _logging.quiet_ray_data()
 
 
 # Torch threads of one CPU model actor, at most. Threads of one process wait for

@@ -34,6 +34,7 @@ from lightly_train.runtime import node_cpus, ray_session
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.plan import WorkerPlan, plan_workers
 from lightly_train.training.plots import plot_metrics
+from lightly_train.training.progress import EpochLines
 from lightly_train.training.worker import WorkerSpec, log_to_file, train_worker
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,10 @@ def run(config: TrainConfig) -> TrainSummary:
                 f"{len(files)} images, {plan.num_workers} {plan.accelerator} "
                 f"worker(s), {spec.steps_per_epoch} steps/epoch."
             )
-            fit(spec, plan, out, config.num_nodes)
+            with EpochLines(out / "metrics.jsonl", config.epochs,
+                            spec.steps_per_epoch,
+                            spec.worker_batch_size * plan.num_workers):  # fmt: skip
+                fit(spec, plan, out, config.num_nodes)
             checkpoint = out / "checkpoints" / "last.ckpt"
             exported = export_backbone(
                 checkpoint, out / "exported_models" / "exported_last.pt", config.model
