@@ -60,6 +60,12 @@ class EmbedConfig(Config):
     )
     compile: bool = Field(False, description="Run the model through torch.compile.")
     overwrite: bool = Field(False, description="Replace an existing output file.")
+    on_error: Literal["skip", "raise"] = Field(
+        "skip",
+        description="An image that cannot be decoded: skip (left out of out, "
+        "listed in <out>.failed.csv) or raise (the job fails, naming it, and "
+        "nothing is written).",
+    )
     shard_size: PositiveInt = Field(
         100_000, description="parquet: rows per part-NNNNN.parquet file in out/."
     )

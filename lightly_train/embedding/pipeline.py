@@ -8,6 +8,7 @@ formats instead: -> fragments per shard (tasks) -> one merge task per shard
 from __future__ import annotations
 
 import contextlib
+import csv
 import gc
 import logging
 import math
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 DECODE_TASK_MEMORY = 512 * 1024**2  # bytes
 AUTO_CPU_BATCH, AUTO_GPU_BATCH = 64, 256
+SHOWN_FAILURES = 10  # failures the log names; <out>.failed.csv has all
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 16, 256  # manifest rows per decode task
 
 
@@ -68,6 +70,7 @@ class EmbedSummary:
     dim: int
     failed: dict[str, str]  # filename -> why it could not be decoded
     seconds: float
+    failed_report: str = ""  # <out>.failed.csv: path or URI
 
 
 def embed(
@@ -84,6 +87,7 @@ def embed(
     jpeg_decode: Literal["auto", "tasks", "model"] = "auto",
     compile: bool = False,
     overwrite: bool = False,
+    on_error: Literal["skip", "raise"] = "skip",
     shard_size: int = 100_000,
     model: nn.Module | None = None,
 ) -> EmbedSummary:
@@ -91,7 +95,8 @@ def embed(
 
     Runs on the Ray cluster at ``RAY_ADDRESS`` (as under ``ray job submit``) or on a
     local Ray. Rows are in sorted filename order; filenames are relative to ``data``.
-    Images that cannot be decoded are left out and named in a warning.
+    Images that cannot be decoded are left out, counted in a warning and listed in
+    ``<out>.failed.csv`` (``filename,error``; only the header when none failed).
 
     Args:
         out: Output file (a directory for ``parquet``). Written to a temp file
@@ -112,6 +117,9 @@ def embed(
             the tasks only read them; ``"auto"``: ``"model"`` on GPUs.
         compile: Run the model through ``torch.compile`` (slow to start).
         overwrite: Replace ``out`` if it exists.
+        on_error: ``"skip"``: leave images that cannot be decoded out and list
+            them in ``<out>.failed.csv``; ``"raise"``: the first one fails the job
+            with an error naming it, and nothing is written.
         shard_size: ``parquet`` only: rows per shard file.
         model: Only for checkpoints trained from a custom backbone module: a fresh
             instance of that module.
@@ -161,7 +169,10 @@ def run(config: EmbedConfig) -> EmbedSummary:
         except BaseException as ex:
             release_frames(ex)
             raise
-    summary = EmbedSummary(out, num_images, dim, failed, time.perf_counter() - start)
+    report = write_failure_report(out, failed)
+    summary = EmbedSummary(
+        out, num_images, dim, failed, time.perf_counter() - start, report
+    )
     log_summary(summary)
     return summary
 
@@ -220,8 +231,8 @@ def execute(
     try:
         if sharded:
             with output_location(out, directory=True) as target:
-                return write_shards(ds, sharded, files, target, config.shard_size, plan)
-        return gather_and_write(ds, files, out, config.format)
+                return write_shards(ds, sharded, files, target, config, plan)
+        return gather_and_write(ds, files, out, config)
     except Exception as ex:
         if find_cause(ex, is_out_of_memory) is not None:
             raise LightlyTrainError(
@@ -280,15 +291,17 @@ def model_pool(plan: Plan) -> ray.data.ActorPoolStrategy:
 
 
 def gather_and_write(
-    ds: ray.data.Dataset, files: ImageFiles, out: str, format: str
+    ds: ray.data.Dataset, files: ImageFiles, out: str, config: EmbedConfig
 ) -> tuple[int, int, dict[str, str]]:
     """Gathers on the driver (into a memory map beside ``out``), then writes."""
     beside = None if storage.is_uri(out) else Path(out).parent
     with tempfile.TemporaryDirectory(dir=beside, prefix=".embed-") as tmp:
         batches = ds.iter_batches(batch_size=None, batch_format="numpy")
-        embeddings, failed = gather(batches, files, Path(tmp) / "vectors.npy")
+        embeddings, failed = gather(
+            batches, files, Path(tmp) / "vectors.npy", config.on_error
+        )
         with output_location(out, directory=False) as target:
-            WRITERS[format](Path(target), embeddings)
+            WRITERS[config.format](Path(target), embeddings)
     return len(embeddings.rows), embeddings.dim, failed
 
 
@@ -297,13 +310,14 @@ def write_shards(
     writer: ShardedWriter,
     files: ImageFiles,
     directory: str,
-    shard_size: int,
+    config: EmbedConfig,
     plan: Plan,
 ) -> tuple[int, int, dict[str, str]]:
     """Tasks write each embedded block as per-shard fragments as it streams, then
     one task per shard merges its fragments: no shuffle, and the driver only counts
     rows per shard (a lost-row check like ``gather``'s)."""
     names = ray.put(pa.array(files.filenames, pa.string()))
+    shard_size = config.shard_size
     pieces = ds.map_batches(
         writer.fragment,
         fn_kwargs={"directory": directory, "shard_size": shard_size},
@@ -326,8 +340,11 @@ def write_shards(
             counts[s] += n
             kept[s] += k
         piece_failed = pc.list_flatten(piece["failed_idx"]).to_pylist()
+        piece_errors = pc.list_flatten(piece["failed_error"]).to_pylist()
+        if piece_failed and config.on_error == "raise":
+            raise_failure(files.filenames[piece_failed[0]], piece_errors[0])
         failed_idx += piece_failed
-        failed_error += pc.list_flatten(piece["failed_error"]).to_pylist()
+        failed_error += piece_errors
         progress.update(sum(piece_rows), failed=len(piece_failed))
     progress.close()
     num_shards = math.ceil(len(files) / shard_size)
@@ -363,7 +380,10 @@ def manifest(files: ImageFiles, plan: Plan) -> list[pa.Table]:
 
 
 def gather(
-    batches: Iterable[dict[str, Any]], files: ImageFiles, path: Path
+    batches: Iterable[dict[str, Any]],
+    files: ImageFiles,
+    path: Path,
+    on_error: Literal["skip", "raise"] = "skip",
 ) -> tuple[Embeddings, dict[str, str]]:
     """Scatters batches (in any order) into a memory map by row index."""
     vectors: np.ndarray | None = None
@@ -379,6 +399,9 @@ def gather(
         vectors[idx] = emb
         seen[idx] = True
         failed_rows = np.flatnonzero(batch["error"] != "")
+        if len(failed_rows) and on_error == "raise":
+            first = failed_rows[0]
+            raise_failure(files.filenames[idx[first]], str(batch["error"][first]))
         bad[idx[failed_rows]] = True
         errors.update(
             zip(idx[failed_rows].tolist(), batch["error"][failed_rows], strict=True)
@@ -393,6 +416,33 @@ def gather(
     return Embeddings([files.filenames[i] for i in rows], vectors, rows), failed
 
 
+def raise_failure(filename: str, error: str) -> None:
+    raise LightlyTrainError(
+        f"Cannot decode '{filename}': {error}. Fix or remove the file, or pass "
+        "on_error=skip to embed the other images and list the failures in "
+        "<out>.failed.csv."
+    )
+
+
+def failure_report_path(out: str) -> str:
+    """``<out>.failed.csv`` beside ``out`` (a file, or parquet's directory)."""
+    return out.rstrip("/") + ".failed.csv"
+
+
+def write_failure_report(out: str, failed: dict[str, str]) -> str:
+    """Writes ``filename,error`` rows in file order (a header only when none
+    failed) beside ``out``, atomically, local or remote; returns its path."""
+    report = failure_report_path(out)
+    with (
+        output_location(report, directory=False) as target,
+        open(target, "w", newline="", encoding="utf-8") as f,
+    ):
+        writer = csv.writer(f)
+        writer.writerow(["filename", "error"])
+        writer.writerows(failed.items())
+    return report
+
+
 def check_some_decoded(failed: dict[str, str], num_files: int) -> None:
     if len(failed) == num_files:
         raise LightlyTrainError(
@@ -403,10 +453,14 @@ def check_some_decoded(failed: dict[str, str], num_files: int) -> None:
 
 def log_summary(summary: EmbedSummary) -> None:
     if summary.failed:
-        listing = "\n".join(f"  {n}: {why}" for n, why in summary.failed.items())
+        first = list(summary.failed.items())[:SHOWN_FAILURES]
+        listing = "\n".join(f"  {name}: {why}" for name, why in first)
+        more = len(summary.failed) - len(first)
         logger.warning(
             f"{len(summary.failed)} images could not be decoded and are left out "
-            f"of the output:\n{listing}"
+            f"of the output; all are listed in '{summary.failed_report}'"
+            + (f", the first {len(first)}" if more else "")
+            + f":\n{listing}"
         )
     rate = summary.num_images / summary.seconds if summary.seconds > 0 else 0.0
     skipped = f" ({len(summary.failed)} skipped)" if summary.failed else ""
