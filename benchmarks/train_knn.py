@@ -68,7 +68,12 @@ def pixel_accuracy(data: Path) -> float:
 
 def ours_accuracy(data: Path, checkpoint: Path, out: Path) -> float:
     lightly_train.embed(
-        out=out, data=data, checkpoint=checkpoint, image_size=IMAGE_SIZE, batch_size=128
+        out=out,
+        data=data,
+        checkpoint=checkpoint,
+        image_size=IMAGE_SIZE,
+        batch_size=128,
+        overwrite=True,  # one file per kind of row, rewritten for each seed
     )
     result = torch.load(out, weights_only=True)
     return knn_accuracy(result["embeddings"], result["filenames"])
