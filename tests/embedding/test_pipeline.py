@@ -55,7 +55,8 @@ def test_every_embedding_matches_its_file(
     for name, vector in zip(data["filenames"], data["embeddings"].numpy(), strict=True):
         expected = direct_embedding(checkpoint, root / name)
         np.testing.assert_allclose(vector, expected, rtol=1e-4, atol=1e-4, err_msg=name)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.pth"]  # no temp files
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["e.pth", "e.pth.failed.csv"]  # no temp files
 
 
 def test_result_does_not_depend_on_parallelism(

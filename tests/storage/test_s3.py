@@ -44,6 +44,11 @@ def test_embed_from_s3_to_s3_matches_local(ray_address: str, remote, tmp_path):
         out=out, data=remote["data"], checkpoint=remote["checkpoint"], image_size=16
     )
     assert summary.out == out and list(summary.failed) == ["bad.jpg"]
+    # The failure report is uploaded beside the output.
+    assert summary.failed_report == f"{out}.failed.csv"
+    report = storage.read_bytes(summary.failed_report).decode().splitlines()
+    assert report[0] == "filename,error" and report[1].startswith("bad.jpg,")
+    assert len(report) == 2
     local = tmp_path / "emb.pth"
     local.write_bytes(storage.read_bytes(out))
     got = torch.load(local, weights_only=True)
