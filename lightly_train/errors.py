@@ -6,21 +6,17 @@ them. Every message names what was wrong and what would be valid.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class LightlyTrainError(ValueError):
     """A user error: bad arguments, missing files, an output that already exists."""
 
 
-def find_cause(
-    ex: BaseException, match: Callable[[BaseException], bool]
-) -> BaseException | None:
-    """The first error in ``ex``'s causes, contexts, exception groups and Ray
-    Train's worker failures (``ex`` included) for which ``match`` is true.
-
-    Ray wraps what an actor or worker raised in its own errors; this finds it.
-    """
+def related_errors(ex: BaseException) -> Iterator[BaseException]:
+    """``ex`` and, once each, every error it chains to or holds: causes, contexts,
+    exception groups, Ray Train's worker failures and the remote errors that Ray's
+    errors keep as attributes."""
     seen: set[int] = set()
     stack: list[BaseException | None] = [ex]
     while stack:
@@ -28,11 +24,20 @@ def find_cause(
         if err is None or id(err) in seen:
             continue
         seen.add(id(err))
-        if match(err):
-            return err
+        yield err
         stack += [err.__cause__, err.__context__, *getattr(err, "exceptions", [])]
         stack += list(getattr(err, "worker_failures", {}).values())
-    return None
+        stack += [v for v in vars(err).values() if isinstance(v, BaseException)]
+
+
+def find_cause(
+    ex: BaseException, match: Callable[[BaseException], bool]
+) -> BaseException | None:
+    """The first of ``related_errors(ex)`` for which ``match`` is true.
+
+    Ray wraps what an actor or worker raised in its own errors; this finds it.
+    """
+    return next((err for err in related_errors(ex) if match(err)), None)
 
 
 def is_out_of_memory(err: BaseException) -> bool:

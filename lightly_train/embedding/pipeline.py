@@ -47,7 +47,12 @@ from lightly_train.embedding.writers import (
     Embeddings,
     ShardedWriter,
 )
-from lightly_train.errors import LightlyTrainError, find_cause, is_out_of_memory
+from lightly_train.errors import (
+    LightlyTrainError,
+    find_cause,
+    is_out_of_memory,
+    related_errors,
+)
 from lightly_train.runtime import Plan, node_cpus, plan_actors, ray_session
 
 if TYPE_CHECKING:
@@ -250,13 +255,7 @@ def release_frames(ex: BaseException) -> None:
 
     An error from Ray Data's executor thread reaches that thread's frames.
     """
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [ex]
-    while stack:
-        err = stack.pop()
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
+    for err in related_errors(ex):
         tb = err.__traceback__
         while tb is not None:
             frame: FrameType | None = tb.tb_frame
@@ -265,9 +264,6 @@ def release_frames(ex: BaseException) -> None:
                     frame.clear()
                 frame = frame.f_back
             tb = tb.tb_next
-        stack += [err.__cause__, err.__context__]
-        # Ray's errors keep the remote or executor-thread error as an attribute.
-        stack += [v for v in vars(err).values() if isinstance(v, BaseException)]
 
 
 def batch_size(requested: int | Literal["auto"], accelerator: str) -> int:
