@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import lightning
 from lightning.pytorch.callbacks import Callback
 
+from lightly_train._io import atomic_path
 from lightly_train.checkpoint import KEY, checkpoint_entry
 from lightly_train.methods.method import Method
 
@@ -45,6 +47,14 @@ class CheckpointEntry(Callback):
         checkpoint[KEY] = checkpoint_entry(model, **self.describe)
 
 
+def row_step(line: str) -> float:
+    """The step of a metrics.jsonl row; infinite for a row cut off mid-write."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError):
+        return math.inf
+
+
 class JsonlMetrics(Callback):
     """Appends one JSON object per logged step and per epoch to ``path`` (rank 0).
 
@@ -59,6 +69,14 @@ class JsonlMetrics(Callback):
 
     def on_train_start(self, trainer: lightning.Trainer, *args: Any) -> None:
         self._last = (trainer.global_step, time.perf_counter())
+        if trainer.is_global_zero and self.path.exists():
+            # A restart after a failure redoes the steps past its checkpoint: drop
+            # their rows, so the file is the history of the weights it ends with.
+            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [ln for ln in lines if row_step(ln) <= trainer.global_step]
+            if len(kept) < len(lines):
+                with atomic_path(self.path) as tmp:  # a new file: readers notice
+                    tmp.write_text("".join(kept), encoding="utf-8")
 
     def _write(self, trainer: lightning.Trainer, row: dict[str, Any]) -> None:
         if trainer.is_global_zero:

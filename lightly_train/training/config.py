@@ -66,6 +66,13 @@ class TrainConfig(Config):
         False, description="Continue an interrupted run from out/checkpoints/last.ckpt."
     )
     overwrite: bool = Field(False, description="Replace the outputs of a former run.")
+    max_failures: int = Field(
+        0,
+        ge=-1,
+        description="Restart the workers this many times after a worker or node fails, "
+        "each time from out/checkpoints/last.ckpt; -1: no limit. Preempted nodes are "
+        "always restarted.",
+    )
 
     _model = field_validator("model")(check_module)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +39,14 @@ class EpochLines:
         self.path, self.epochs = path, epochs
         self.total_steps = epochs * steps_per_epoch
         self.global_batch_size = global_batch_size
-        self.offset = path.stat().st_size if path.exists() else 0  # a resumed run's
+        # A resumed run's former rows are never shown again, nor are the rows a
+        # restarted worker group redoes (it rewrites the file without those past
+        # its checkpoint, then appends them anew).
+        self.file, self.offset, self.seen = file_id(path), 0, (-1, False)
+        if path.exists():
+            self.offset = path.stat().st_size
+            rows = parse_rows(path.read_bytes())
+            self.seen = max(map(row_key, rows), default=self.seen)
         self.steps_per_epoch = steps_per_epoch
         self.last_step_row: dict[str, Any] = {}
         self.bar: Progress | None = None  # this epoch's, on a terminal
@@ -67,15 +75,17 @@ class EpochLines:
         if not self.path.exists():
             return
         with open(self.path, "rb") as f:
+            stat = os.fstat(f.fileno())
+            if (stat.st_dev, stat.st_ino) != self.file:
+                self.file, self.offset = (stat.st_dev, stat.st_ino), 0
             f.seek(self.offset)
             data = f.read()
         complete = data[: data.rfind(b"\n") + 1]  # a row being written waits
         self.offset += len(complete)
-        for line in complete.splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
+        for row in parse_rows(complete):
+            if row_key(row) <= self.seen:
                 continue
+            self.seen = row_key(row)
             if "epoch_end" in row:
                 if self.bar is not None:
                     self.bar.close()
@@ -113,3 +123,28 @@ class EpochLines:
             eta = duration((self.total_steps - step) * self.global_batch_size / rate)
             parts.append(f"ETA {eta}")
         return ", ".join(parts) + "."
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """Which file ``path`` is: it changes when the file is replaced."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def parse_rows(data: bytes) -> list[dict[str, Any]]:
+    """The complete JSON rows of ``data``; a row cut off mid-write is left out."""
+    rows = []
+    for line in data.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def row_key(row: dict[str, Any]) -> tuple[int, bool]:
+    """Rows in the order a run writes them: a step's row, then its epoch's end."""
+    return int(row["step"]), "epoch_end" in row

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import ray
 import torch
-from ray.train import RunConfig, ScalingConfig
+from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from torch import nn
 
@@ -77,6 +77,7 @@ def train(
     loggers: dict[str, Any] | None = None,
     resume_interrupted: bool = False,
     overwrite: bool = False,
+    max_failures: int = 0,
 ) -> TrainSummary:
     """Pretrains a model with self-supervised learning on the images under ``data``.
 
@@ -115,6 +116,10 @@ def train(
         resume_interrupted: Continue from ``out/checkpoints/last.ckpt`` with the
             same step, optimizer and scheduler state.
         overwrite: Remove the outputs of a former run in ``out`` first.
+        max_failures: How many times Ray Train restarts the workers after a worker
+            or node fails; each restart continues from ``out/checkpoints/last.ckpt``
+            (the last finished epoch), so the run ends with the same weights as an
+            undisturbed one. ``-1``: no limit. Node preemptions are always restarted.
 
     Example:
         >>> import lightly_train
@@ -170,7 +175,7 @@ def run(config: TrainConfig) -> TrainSummary:
             with EpochLines(out / "metrics.jsonl", config.epochs,
                             spec.steps_per_epoch,
                             spec.worker_batch_size * plan.num_workers):  # fmt: skip
-                fit(spec, plan, out, config.num_nodes)
+                fit(spec, plan, out, config.num_nodes, config.max_failures)
             checkpoint = out / "checkpoints" / "last.ckpt"
             exported = export_backbone(
                 checkpoint, out / "exported_models" / "exported_last.pt", config.model
@@ -251,7 +256,9 @@ def steps_per_epoch(num_images: int, batch_size: int, plan: WorkerPlan) -> int:
     return steps
 
 
-def fit(spec: WorkerSpec, plan: WorkerPlan, out: Path, num_nodes: int) -> None:
+def fit(
+    spec: WorkerSpec, plan: WorkerPlan, out: Path, num_nodes: int, max_failures: int
+) -> None:
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=spec.__dict__,
@@ -263,7 +270,12 @@ def fit(spec: WorkerSpec, plan: WorkerPlan, out: Path, num_nodes: int) -> None:
             # Ray packs workers by default: spread them when asked for many nodes.
             placement_strategy="SPREAD" if num_nodes > 1 else "PACK",
         ),
-        run_config=RunConfig(name="run", storage_path=str(out / ".ray_train")),
+        run_config=RunConfig(
+            name="run",
+            storage_path=str(out / ".ray_train"),
+            # A restarted worker resumes from last.ckpt: see fit_worker.
+            failure_config=FailureConfig(max_failures=max_failures),
+        ),
     )
     try:
         trainer.fit()
@@ -271,7 +283,24 @@ def fit(spec: WorkerSpec, plan: WorkerPlan, out: Path, num_nodes: int) -> None:
         cause = user_error(ex)
         if cause is not None:
             raise cause from None
-        raise
+        raise TrainingFailedError(failure_message(ex, out)) from ex
+
+
+class TrainingFailedError(RuntimeError):
+    """A worker or node failed more often than ``max_failures`` allows."""
+
+
+def failure_message(ex: BaseException, out: Path) -> str:
+    """What failed, in one line, and how to continue from the last finished epoch."""
+    reason = (str(ex).strip().splitlines() or [type(ex).__name__])[0][:300]
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return f"Training failed before its first epoch ended ({reason})."
+    return (
+        f"Training failed ({reason}). '{last}' holds the last finished epoch: "
+        "continue with resume_interrupted=True, or pass max_failures=N to restart "
+        "the workers automatically."
+    )
 
 
 def user_error(ex: BaseException) -> LightlyTrainError | None:

@@ -29,6 +29,8 @@ from lightly_train.training.callbacks import CheckpointEntry, JsonlMetrics
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.data import build_dataloader
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -79,6 +81,7 @@ def fit_worker(
     spec: WorkerSpec, config: TrainConfig, rank: int, world_size: int
 ) -> None:
     out = Path(config.out)
+    resume_from = resume_checkpoint(out, spec.resume_from)
     torch.set_num_threads(spec.torch_threads)  # the CPUs its loaders leave it
     lightning.seed_everything(config.seed, workers=True, verbose=False)
 
@@ -94,7 +97,7 @@ def fit_worker(
         seed=config.seed,
         rank=rank,
         world_size=world_size,
-        start_epoch=start_epoch(spec.resume_from),
+        start_epoch=start_epoch(resume_from),
     )
     global_batch_size = spec.worker_batch_size * world_size
     method = method_cls(
@@ -150,7 +153,31 @@ def fit_worker(
     with warnings.catch_warnings():
         # Frozen teachers are kept in eval mode on purpose.
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
-        trainer.fit(method, loader, ckpt_path=spec.resume_from)
+        trainer.fit(method, loader, ckpt_path=resume_from)
+
+
+def resume_checkpoint(out: Path, resume_from: str | None) -> str | None:
+    """The checkpoint this attempt continues from: the furthest one that loads in
+    ``out/checkpoints``. Checkpoints exist at the start only when resuming, or when
+    Ray Train restarts the workers after a failure (``max_failures``); a worker
+    killed while saving can leave one cut off, or ``last.ckpt`` an epoch behind."""
+    best: tuple[int, Path, int] | None = None
+    folder = out / "checkpoints"
+    paths = sorted(folder.glob("*.ckpt"), key=lambda p: p.name != "last.ckpt")
+    for path in paths:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            step, epoch = int(state["global_step"]), int(state["epoch"])
+        except Exception as ex:  # noqa: BLE001 - any unreadable file is skipped
+            logger.warning(f"Not resuming from '{path}': it does not load ({ex}).")
+            continue
+        if best is None or step > best[0]:
+            best = (step, path, epoch)
+    if best is None:
+        return resume_from
+    step, path, epoch = best
+    logger.info(f"Resuming from '{path}': epoch {epoch + 1} done, step {step}.")
+    return str(path)
 
 
 def start_epoch(checkpoint: str | None) -> int:

@@ -56,3 +56,21 @@ def test_bar_on_a_terminal_then_the_epoch_line(
     assert caplog.records[-1].getMessage() == (
         "Epoch 1/3: step 4/12, loss 5, lr 0.1, 32.0 images/s, ETA 0:02."
     )
+
+
+def test_rows_cut_by_a_restart_are_read_again(tmp_path: Path, caplog) -> None:
+    # A restarted worker group drops the rows past its checkpoint, then redoes them.
+    path = tmp_path / "metrics.jsonl"
+    lines = EpochLines(path, epochs=2, steps_per_epoch=2, global_batch_size=16)
+    caplog.set_level(logging.INFO, logger="lightly_train")
+    append(path, step(1, 0), step(2, 0), {"epoch_end": 0, "step": 2, "loss": 6.0})
+    append(path, step(3, 1) | {"images_per_s": 1234567.25})
+    lines.read()
+    kept = path.read_text().rsplit("\n", 2)[0] + "\n"  # step 3 cut
+    (tmp_path / "new").write_text(kept)
+    (tmp_path / "new").replace(path)
+    append(path, step(3, 1), step(4, 1), {"epoch_end": 1, "step": 4, "loss": 4.5})
+    lines.read()
+    assert [r.getMessage() for r in caplog.records][-1] == (
+        "Epoch 2/2: step 4/4, loss 4.5, lr 0.1, 32.0 images/s."
+    )

@@ -1,0 +1,120 @@
+"""A training worker killed mid-run: Ray Train restarts it (``max_failures``) and
+it continues from ``out/checkpoints/last.ckpt`` to the weights of an undisturbed run."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from lightly_train.checkpoint import KEY
+from lightly_train.training.train import TrainingFailedError, train
+from tests.images import write_image
+
+FAST = {
+    "model": "torchvision/resnet18",
+    "batch_size": 8,
+    "transform_args": {"image_size": 32},
+    "seed": 0,
+    # Constant: the weights then depend only on the steps taken, not on timing.
+    "optim_args": {"lr": 0.1, "min_lr": 0.1, "warmup_steps": 0},
+}
+EPOCHS = 6  # 4 steps each
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fault_images")
+    for i in range(32):
+        write_image(root / f"{i:02d}.png", "RGB", size=(40, 40), seed=i)
+    return root
+
+
+def train_workers() -> list[psutil.Process]:
+    """The processes of this session's Ray Train workers: descendants of this
+    process (the local Ray started here), whose titles name the actor class."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if any("RayTrainWorker" in part for part in proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:  # exited meanwhile
+            continue
+    return found
+
+
+def kill_worker_in_second_epoch(out: Path, done: threading.Event) -> int | None:
+    """SIGKILLs the training worker once a step of epoch 1 is logged (epoch 0's
+    checkpoints are saved before it starts); its pid."""
+    deadline = time.monotonic() + 300
+    while not done.is_set() and time.monotonic() < deadline:
+        if max(logged_steps(out), default=0) > 4:
+            workers = train_workers()
+            if workers:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                return workers[0].pid
+        time.sleep(0.05)
+    return None
+
+
+def logged_steps(out: Path) -> list[int]:
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    rows = [json.loads(line) for line in lines if line.endswith("}")]
+    return [row["step"] for row in rows if "epoch_end" not in row]
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4 * EPOCHS
+    return ckpt[KEY]["embedding_model_state_dict"]
+
+
+def test_killed_worker_restarts_from_last_checkpoint(
+    ray_address: str, tmp_path: Path, images: Path
+) -> None:
+    out = tmp_path / "killed"
+    done = threading.Event()
+    killed: list[int | None] = []
+    killer = threading.Thread(
+        target=lambda: killed.append(kill_worker_in_second_epoch(out, done))
+    )
+    killer.start()
+    try:
+        train(out=out, data=images, epochs=EPOCHS, max_failures=1, **FAST)
+    finally:
+        done.set()
+        killer.join()
+    assert killed[0] is not None, "the worker was never seen"
+    log = (out / "train.log").read_text()
+    assert "Resuming from" in log and "last.ckpt" in log  # the restarted attempt
+
+    # Rows past the checkpoint were redone: the file has each step once.
+    assert logged_steps(out) == list(range(1, 4 * EPOCHS + 1))
+
+    undisturbed = tmp_path / "undisturbed"
+    train(out=undisturbed, data=images, epochs=EPOCHS, **FAST)
+    for name, value in weights(undisturbed).items():
+        torch.testing.assert_close(weights(out)[name], value, msg=name)
+
+
+def test_killed_worker_without_retries_fails_and_can_resume(
+    ray_address: str, tmp_path: Path, images: Path
+) -> None:
+    out = tmp_path / "once"
+    done = threading.Event()
+    killer = threading.Thread(target=kill_worker_in_second_epoch, args=(out, done))
+    killer.start()
+    try:
+        with pytest.raises(TrainingFailedError, match="resume_interrupted=True"):
+            train(out=out, data=images, epochs=EPOCHS, **FAST)
+    finally:
+        done.set()
+        killer.join()
+    train(out=out, data=images, epochs=EPOCHS, resume_interrupted=True, **FAST)
+    assert weights(out)
