@@ -8,13 +8,13 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 
 from lightly_train.checkpoint import KEY
 from lightly_train.training.train import TrainingFailedError, train
 from tests.images import write_image
+from tests.processes import ray_processes
 
 FAST = {
     "model": "torchvision/resnet18",
@@ -35,26 +35,13 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train_workers() -> list[psutil.Process]:
-    """The processes of this session's Ray Train workers: descendants of this
-    process (the local Ray started here), whose titles name the actor class."""
-    found = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if any("RayTrainWorker" in part for part in proc.cmdline()):
-                found.append(proc)
-        except psutil.Error:  # exited meanwhile
-            continue
-    return found
-
-
 def kill_worker_in_second_epoch(out: Path, done: threading.Event) -> int | None:
     """SIGKILLs the training worker once a step of epoch 1 is logged (epoch 0's
     checkpoints are saved before it starts); its pid."""
     deadline = time.monotonic() + 300
     while not done.is_set() and time.monotonic() < deadline:
         if max(logged_steps(out), default=0) > 4:
-            workers = train_workers()
+            workers = ray_processes("RayTrainWorker")
             if workers:
                 os.kill(workers[0].pid, signal.SIGKILL)
                 return workers[0].pid
