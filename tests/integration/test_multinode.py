@@ -77,7 +77,7 @@ RUN_TIMEOUT_S = 420
 # Runs in the helper process: starts the cluster, reports it, holds it until its
 # stdin closes. argv: info file, GCS port, dashboard port (the state API needs it).
 CLUSTER_SCRIPT = """
-import json, os, sys
+import json, os, sys, time
 from ray._private.services import get_node_ip_address
 
 info, gcs_port, dashboard_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -97,7 +97,18 @@ with open(info + ".tmp", "w") as f:
     json.dump({"address": cluster.address, "head": cluster.head_node.node_id,
                "worker": worker.node_id}, f)
 os.rename(info + ".tmp", info)
-sys.stdin.read()  # until the test module closes it
+for line in sys.stdin:  # commands, until the test module closes it
+    if line.strip() == "remove-worker-when-busy":
+        # Once a model batch has finished on the worker node, take the node away.
+        from ray.util.state import list_tasks
+        while not any(t.name.endswith(".submit") and t.node_id == worker.node_id
+                      and t.state == "FINISHED"
+                      for t in list_tasks(address=cluster.address, limit=10_000,
+                                          raise_on_missing_output=False)):
+            time.sleep(0.2)
+        cluster.remove_node(worker)
+        with open(info + ".removed", "w") as f:
+            json.dump({"node_id": worker.node_id, "time": time.time()}, f)
 cluster.shutdown()
 """
 
@@ -112,6 +123,7 @@ from ray.util.state import list_actors, list_jobs, list_tasks
 command, kwargs, result = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 wait_for, wait_count = sys.argv[4], int(sys.argv[5])
 getattr(lightly_train, command)(**kwargs)  # connects to RAY_ADDRESS, then disconnects
+finished = time.time()
 
 address = os.environ["RAY_ADDRESS"]
 jobs = [j for j in list_jobs(address=address, raise_on_missing_output=False)
@@ -130,7 +142,7 @@ actors = list_actors(address=address, filters=[("job_id", "=", job_id)],
                      detail=True, limit=10_000, raise_on_missing_output=False)
 with open(result, "w") as f:
     json.dump({
-        "job_id": job_id,
+        "job_id": job_id, "finished": finished,
         "tasks": [{"name": t.name, "node_id": t.node_id, "state": t.state,
                    "actor_id": t.actor_id} for t in tasks],
         "actors": [{"class_name": a.class_name, "node_id": a.node_id,
@@ -146,6 +158,7 @@ class TwoNodes:
     worker: str
     env: dict[str, str]  # environment for a driver process on this cluster
     logs: Path
+    helper: subprocess.Popen[bytes]  # owns the cluster; takes commands on stdin
 
 
 def free_port() -> int:
@@ -185,7 +198,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
         assert nodes["head"] != nodes["worker"]
         yield TwoNodes(
             nodes["address"], nodes["head"], nodes["worker"],
-            {**env, "RAY_ADDRESS": nodes["address"]}, logs,
+            {**env, "RAY_ADDRESS": nodes["address"]}, logs, helper,
         )  # fmt: skip
     finally:
         assert helper.stdin is not None
@@ -313,3 +326,34 @@ def test_train_runs_one_worker_on_each_node(cluster: TwoNodes, tmp_path: Path) -
     assert torch.load(last, weights_only=True)["global_step"] == 4
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     assert (out / "exported_models" / "exported_last.pt").is_file()
+
+
+def test_embed_survives_losing_the_worker_node(
+    cluster: TwoNodes, tmp_path: Path, checkpoint: Path
+) -> None:
+    # Last in this module: the cluster has one node afterwards.
+    root = tmp_path / "images"
+    for i in range(600):
+        write_image(root / f"{i:03d}.png", "RGB", size=(120, 100), seed=i)
+    out = tmp_path / "e.pth"
+    kwargs = {
+        "out": str(out), "data": str(root), "checkpoint": str(checkpoint),
+        "image_size": EMBED_SIZE, "batch_size": 4, "devices": 2, "accelerator": "cpu",
+    }  # fmt: skip
+    assert cluster.helper.stdin is not None
+    cluster.helper.stdin.write(b"remove-worker-when-busy\n")
+    cluster.helper.stdin.flush()
+    seen = run_driver(cluster, "embed", kwargs)
+    removed = json.loads((cluster.logs / "cluster.json.removed").read_text())
+    assert removed["node_id"] == cluster.worker
+    assert removed["time"] < seen["finished"], "the node was removed after the run"
+
+    data = torch.load(out, weights_only=True)
+    names = sorted(p.name for p in root.iterdir())
+    assert data["filenames"] == names
+    embedder = Embedder(load_checkpoint_entry(checkpoint))
+    size = (EMBED_SIZE, EMBED_SIZE)
+    for i in range(0, len(names), 50):  # a sample, computed in this process
+        image = load_image((root / names[i]).read_bytes(), size)
+        expected = embedder.embed(image[None])[0]
+        np.testing.assert_allclose(data["embeddings"][i].numpy(), expected, atol=1e-5)
