@@ -60,6 +60,12 @@ class EmbedConfig(Config):
     )
     compile: bool = Field(False, description="Run the model through torch.compile.")
     overwrite: bool = Field(False, description="Replace an existing output file.")
+    resume_interrupted: bool = Field(
+        False,
+        description="Continue an interrupted run with the same arguments: rows "
+        "saved in .<out name>.embed-work beside out are not embedded again "
+        "(torch, csv, lightly_csv).",
+    )
     on_error: Literal["skip", "raise"] = Field(
         "skip",
         description="An image that cannot be decoded: skip (left out of out, "

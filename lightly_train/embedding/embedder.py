@@ -32,6 +32,11 @@ class Embedder:
         num_threads: Torch CPU threads.
         model: The custom backbone module, for checkpoints of custom models.
         compile: Run the model through ``torch.compile``.
+        batch_size: Pad smaller batches to this many images (repeating the last)
+            before the forward pass. Kernels can depend on the batch's size (on
+            CPU, one image takes another path than several), so only then is each
+            image's embedding the same bits whatever else shares its batch: a
+            resumed run's output equals an uninterrupted one's.
 
     Example:
         >>> embedder = Embedder(load_checkpoint_entry("last.ckpt"))  # doctest: +SKIP
@@ -47,6 +52,7 @@ class Embedder:
         num_threads: int | None = None,
         model: torch.nn.Module | None = None,
         compile: bool = False,
+        batch_size: int | None = None,
     ) -> None:
         if isinstance(checkpoint, ray.ObjectRef):
             checkpoint = ray.get(checkpoint)
@@ -66,6 +72,7 @@ class Embedder:
         self.std = torch.tensor(norm["std"], device=self.device).view(1, 3, 1, 1)
         self.embed_dim = model_.embed_dim
         self.autocast_dtype = _AUTOCAST_DTYPES.get(precision)
+        self.batch_size = batch_size
         self._local = threading.local()  # pinned buffer and stream of each thread
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -95,6 +102,10 @@ class Embedder:
 
     @torch.inference_mode()
     def _forward(self, images: torch.Tensor) -> np.ndarray:
+        n = len(images)
+        if self.batch_size is not None and n < self.batch_size:
+            pad = images[-1:].expand(self.batch_size - n, *images.shape[1:])
+            images = torch.cat([images, pad])
         x = images.contiguous(memory_format=torch.channels_last)  # no-op unless
         x = x.float().div_(255.0)  # a subset of rows was taken; keeps the strides
         x = (x - self.mean) / self.std
@@ -105,7 +116,7 @@ class Embedder:
         )
         with autocast:
             embeddings = self.model(x)
-        return embeddings.float().cpu().numpy()  # .cpu() waits for the stream
+        return embeddings[:n].float().cpu().numpy()  # .cpu() waits for the stream
 
     def _to_device(self, images: np.ndarray) -> torch.Tensor:
         """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` uint8 on the device, whose

@@ -13,7 +13,6 @@ import gc
 import logging
 import math
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ import ray
 
 from lightly_train._io import check_out_dir, check_out_file, output_location
 from lightly_train._progress import Progress
+from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import (
     check_custom_model,
     check_image_size,
@@ -41,6 +41,7 @@ from lightly_train.data.files import ImageFiles, list_image_files
 from lightly_train.embedding import shards
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.embedder import Embedder
+from lightly_train.embedding.resume import WorkState, fingerprint, open_work
 from lightly_train.embedding.writers import (
     SHARDED_WRITERS,
     WRITERS,
@@ -92,6 +93,7 @@ def embed(
     jpeg_decode: Literal["auto", "tasks", "model"] = "auto",
     compile: bool = False,
     overwrite: bool = False,
+    resume_interrupted: bool = False,
     on_error: Literal["skip", "raise"] = "skip",
     shard_size: int = 100_000,
     model: nn.Module | None = None,
@@ -121,7 +123,12 @@ def embed(
             model actors decode plain JPEGs on their device (nvJPEG on a GPU) and
             the tasks only read them; ``"auto"``: ``"model"`` on GPUs.
         compile: Run the model through ``torch.compile`` (slow to start).
-        overwrite: Replace ``out`` if it exists.
+        overwrite: Replace ``out`` if it exists (and drop an interrupted run's
+            progress).
+        resume_interrupted: Continue an interrupted run to the same ``out`` with
+            the same arguments and data: rows it saved (in the hidden work
+            directory ``.<out name>.embed-work`` beside ``out``) are not embedded
+            again, and the output equals an uninterrupted run's. Not for parquet.
         on_error: ``"skip"``: leave images that cannot be decoded out and list
             them in ``<out>.failed.csv``; ``"raise"``: the first one fails the job
             with an error naming it, and nothing is written.
@@ -161,8 +168,15 @@ def run(config: EmbedConfig) -> EmbedSummary:
     check_custom_model(entry, config.model)  # fails here, not in an actor
     check_image_size(entry, config.size)
     files = list_image_files(config.data)
-    logger.info(f"Embedding {len(files)} images from {config.data}.")
-    with ray_session():
+    state = work_state(config, entry, files, out)
+    if state is not None and state.num_done:
+        logger.info(
+            f"Resuming: {state.num_done} of {len(files)} images are done; embedding "
+            f"the other {len(files) - state.num_done}."
+        )
+    else:
+        logger.info(f"Embedding {len(files)} images from {config.data}.")
+    with ray_session(), interrupts_raise():
         # A failed embed's model actors live as long as its executor, which the
         # error's traceback holds and which sits in reference cycles: until the
         # error is gone and a garbage collection has run they hold their CPUs,
@@ -170,11 +184,15 @@ def run(config: EmbedConfig) -> EmbedSummary:
         # batch_size in a notebook) would wait for them forever.
         gc.collect()
         try:
-            num_images, dim, failed = execute(config, entry, files, out)
+            num_images, dim, failed = execute(config, entry, files, out, state)
         except BaseException as ex:
             release_frames(ex)
+            if state is not None:
+                keep_progress(state, out)
             raise
     report = write_failure_report(out, failed)
+    if state is not None:
+        state.remove()
     summary = EmbedSummary(
         out, num_images, dim, failed, time.perf_counter() - start, report
     )
@@ -182,11 +200,48 @@ def run(config: EmbedConfig) -> EmbedSummary:
     return summary
 
 
-def execute(
+def work_state(
     config: EmbedConfig, entry: dict[str, Any], files: ImageFiles, out: str
+) -> WorkState | None:
+    """The resumable progress of a gathered format's run (None for parquet)."""
+    if config.format in SHARDED_WRITERS:
+        if config.resume_interrupted:
+            raise LightlyTrainError(
+                f"resume_interrupted=True works for the formats gathered on the "
+                f"driver ({', '.join(WRITERS)}), not yet for {config.format}: run "
+                "it again without resume_interrupted."
+            )
+        return None
+    return open_work(
+        out, fingerprint(config, entry, files), config.resume_interrupted,
+        config.overwrite,
+    )  # fmt: skip
+
+
+def keep_progress(state: WorkState, out: str) -> None:
+    """After a failure or an interrupt: saves what is done, and says how to go on."""
+    if not state.num_done:
+        state.remove()
+        return
+    state.save()
+    logger.warning(
+        f"Stopped with {state.num_done} of {len(state.done)} images embedded, "
+        f"saved in '{state.work}'. Continue with the same arguments and "
+        "resume_interrupted=True."
+    )
+
+
+def execute(
+    config: EmbedConfig,
+    entry: dict[str, Any],
+    files: ImageFiles,
+    out: str,
+    state: WorkState | None,
 ) -> tuple[int, int, dict[str, str]]:
     """Builds and runs the dataset on the connected Ray: (images, dim, failed)."""
     sharded = SHARDED_WRITERS.get(config.format)
+    todo = None if state is None else np.flatnonzero(~state.done)
+    num_todo = len(files) if todo is None else len(todo)
     plan = plan_actors(
         config.accelerator,
         config.devices,
@@ -195,13 +250,16 @@ def execute(
         ray.cluster_resources(),
         node_cpus(),
         # No more actors than pairs of batches: a small job waits for none.
-        max_actors=math.ceil(len(files) / (2 * AUTO_CPU_BATCH)),
+        max_actors=max(1, math.ceil(num_todo / (2 * AUTO_CPU_BATCH))),
     )
     batch = batch_size(config.batch_size, plan.accelerator)
     on_device = config.jpeg_decode == "model" or (
         config.jpeg_decode == "auto" and plan.accelerator == "gpu"
     )
-    blocks = manifest(files, plan)
+    blocks = manifest(files, plan, todo)
+    if not blocks:  # a resumed run that had everything but the output
+        assert state is not None
+        return write_gathered(iter([]), files, out, config, state)
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
         decode_batch,
@@ -227,6 +285,7 @@ def execute(
             "num_threads": plan.threads_per_actor,
             "model": config.model,
             "compile": config.compile,
+            "batch_size": batch,  # the same bits for an image in any batch
         },
         batch_size=batch,
         num_cpus=plan.cpus_per_actor,
@@ -237,7 +296,9 @@ def execute(
         if sharded:
             with output_location(out, directory=True) as target:
                 return write_shards(ds, sharded, files, target, config, plan)
-        return gather_and_write(ds, files, out, config)
+        assert state is not None
+        batches = ds.iter_batches(batch_size=None, batch_format="numpy")
+        return write_gathered(batches, files, out, config, state)
     except Exception as ex:
         if find_cause(ex, is_out_of_memory) is not None:
             raise LightlyTrainError(
@@ -286,18 +347,18 @@ def model_pool(plan: Plan) -> ray.data.ActorPoolStrategy:
     )
 
 
-def gather_and_write(
-    ds: ray.data.Dataset, files: ImageFiles, out: str, config: EmbedConfig
+def write_gathered(
+    batches: Iterable[dict[str, Any]],
+    files: ImageFiles,
+    out: str,
+    config: EmbedConfig,
+    state: WorkState,
 ) -> tuple[int, int, dict[str, str]]:
-    """Gathers on the driver (into a memory map beside ``out``), then writes."""
-    beside = None if storage.is_uri(out) else Path(out).parent
-    with tempfile.TemporaryDirectory(dir=beside, prefix=".embed-") as tmp:
-        batches = ds.iter_batches(batch_size=None, batch_format="numpy")
-        embeddings, failed = gather(
-            batches, files, Path(tmp) / "vectors.npy", config.on_error
-        )
-        with output_location(out, directory=False) as target:
-            WRITERS[config.format](Path(target), embeddings)
+    """Gathers on the driver (into the memory map of the run's work directory),
+    then writes."""
+    embeddings, failed = gather(batches, files, state, config.on_error)
+    with output_location(out, directory=False) as target:
+        WRITERS[config.format](Path(target), embeddings)
     return len(embeddings.rows), embeddings.dim, failed
 
 
@@ -361,55 +422,53 @@ def write_shards(
     return sum(rows), dim, failed
 
 
-def manifest(files: ImageFiles, plan: Plan) -> list[pa.Table]:
+def manifest(
+    files: ImageFiles, plan: Plan, rows: np.ndarray | None = None
+) -> list[pa.Table]:
     """Manifest rows ``(idx, path)`` in blocks, one decode task each: enough blocks
     to keep every actor and decode task busy, of 16 to 256 rows (a task costs a
     few milliseconds of Ray's time, and a small job no worker processes it cannot
-    use)."""
+    use). ``rows``: only these (a resumed run's), else all."""
+    idx = np.arange(len(files), dtype=np.int64) if rows is None else rows
+    paths = files.paths if rows is None else [files.paths[i] for i in rows]
     num_blocks = 4 * max(plan.num_actors, plan.decode_tasks or 0, 4)
-    rows = min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, math.ceil(len(files) / num_blocks)))
-    idx = np.arange(len(files), dtype=np.int64)
+    size = min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, math.ceil(len(idx) / num_blocks)))
     return [
-        pa.table({"idx": idx[i : i + rows], "path": files.paths[i : i + rows]})
-        for i in range(0, len(files), rows)
+        pa.table({"idx": idx[i : i + size], "path": paths[i : i + size]})
+        for i in range(0, len(idx), size)
     ]
 
 
 def gather(
     batches: Iterable[dict[str, Any]],
     files: ImageFiles,
-    path: Path,
+    state: WorkState,
     on_error: Literal["skip", "raise"] = "skip",
 ) -> tuple[Embeddings, dict[str, str]]:
-    """Scatters batches (in any order) into a memory map by row index."""
-    vectors: np.ndarray | None = None
-    seen = np.zeros(len(files), dtype=bool)
-    bad = np.zeros(len(files), dtype=bool)
-    errors: dict[int, str] = {}
-    progress = Progress(len(files), "Embedded")
+    """Scatters batches (in any order) by row index into the memory map of
+    ``state``, which may hold the rows of an interrupted run already."""
+    progress = Progress(len(files) - state.num_done, "Embedded")
     for batch in batches:
         idx, emb = batch["idx"], batch["embedding"]
-        if vectors is None:
-            shape = (len(files), emb.shape[1])
-            vectors = np.lib.format.open_memmap(path, "w+", np.float32, shape)
-        vectors[idx] = emb
-        seen[idx] = True
+        state.vectors_for(emb.shape[1])[idx] = emb
         failed_rows = np.flatnonzero(batch["error"] != "")
         if len(failed_rows) and on_error == "raise":
             first = failed_rows[0]
             raise_failure(files.filenames[idx[first]], str(batch["error"][first]))
-        bad[idx[failed_rows]] = True
-        errors.update(
-            zip(idx[failed_rows].tolist(), batch["error"][failed_rows], strict=True)
-        )
+        errors = batch["error"][failed_rows].astype(str).tolist()
+        state.add(idx, dict(zip(idx[failed_rows].tolist(), errors, strict=True)))
         progress.update(len(idx), failed=len(failed_rows))
     progress.close()
-    if vectors is None or not seen.all():
-        raise RuntimeError(f"Embedded {seen.sum()} of {len(files)} images; rows lost.")
-    failed = {files.filenames[i]: str(errors[i]) for i in sorted(errors)}
+    if state.vectors is None or not state.done.all():
+        raise RuntimeError(
+            f"Embedded {state.num_done} of {len(files)} images; rows lost."
+        )
+    failed = {files.filenames[i]: state.errors[i] for i in sorted(state.errors)}
     check_some_decoded(failed, len(files))
+    bad = np.zeros(len(files), dtype=bool)
+    bad[list(state.errors)] = True
     rows = np.flatnonzero(~bad)
-    return Embeddings([files.filenames[i] for i in rows], vectors, rows), failed
+    return Embeddings([files.filenames[i] for i in rows], state.vectors, rows), failed
 
 
 def raise_failure(filename: str, error: str) -> None:

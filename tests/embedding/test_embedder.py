@@ -94,3 +94,18 @@ def test_channels_last_equals_contiguous(checkpoint: Path) -> None:
     np.testing.assert_allclose(
         channels_last, reference(checkpoint, batch), rtol=1e-4, atol=1e-5
     )
+
+
+def test_padded_batches_give_an_image_the_same_bits_in_any_batch(
+    checkpoint: Path,
+) -> None:
+    batch = images(8)
+    errors = np.array(["", "OSError: truncated"] + [""] * 6)
+    padded = Embedder(load_checkpoint_entry(checkpoint), num_threads=1, batch_size=8)
+    full = padded.embed(batch)
+    assert np.array_equal(padded.embed(batch[:1]), full[:1])  # one image: padded
+    with_failure = padded({"idx": np.arange(8), "image": batch, "error": errors})
+    assert np.array_equal(with_failure["embedding"][2:], full[2:])  # 7 rows: padded
+    # Without padding, a lone image takes another kernel on CPU: not the same bits.
+    plain = Embedder(load_checkpoint_entry(checkpoint), num_threads=1)
+    np.testing.assert_allclose(plain.embed(batch[:1]), full[:1], atol=1e-5)

@@ -9,6 +9,7 @@ import pytest
 
 from lightly_train.data.files import ImageFiles
 from lightly_train.embedding.pipeline import gather
+from lightly_train.embedding.resume import WorkState
 
 DIM = 8
 
@@ -29,7 +30,9 @@ def batches(n: int, failed: set[int], block: int = 1000):
 
 
 def test_gather_orders_rows_and_names_failures(tmp_path: Path) -> None:
-    embeddings, failed = gather(batches(5000, {3, 4999}), files(5000), tmp_path / "v")
+    embeddings, failed = gather(
+        batches(5000, {3, 4999}), files(5000), WorkState(tmp_path, 5000)
+    )
     assert failed == {"0000003.png": "OSError: bad", "0004999.png": "OSError: bad"}
     assert len(embeddings.filenames) == 4998
     names, vectors = next(embeddings.chunks())
@@ -40,13 +43,13 @@ def test_gather_orders_rows_and_names_failures(tmp_path: Path) -> None:
 def test_gather_loses_no_row_silently(tmp_path: Path) -> None:
     rows = [b for i, b in enumerate(batches(3000, set())) if i != 1]  # one block lost
     with pytest.raises(RuntimeError, match="Embedded 2000 of 3000 images; rows lost"):
-        gather(iter(rows), files(3000), tmp_path / "v")
+        gather(iter(rows), files(3000), WorkState(tmp_path, 3000))
 
 
 def peak_bytes(n: int, tmp_path: Path) -> int:
     listing = files(n)
     tracemalloc.start()
-    gather(batches(n, set()), listing, tmp_path / f"v{n}")
+    gather(batches(n, set()), listing, WorkState(tmp_path, n))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak

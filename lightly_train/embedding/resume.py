@@ -1,0 +1,197 @@
+"""Resumable ``embed``: a run's progress, kept in a hidden work directory beside
+``out``, so that ``resume_interrupted=True`` embeds only the rows not yet done.
+
+The work directory ``<parent>/.<out name>.embed-work/`` holds:
+
+- ``fingerprint.json``: what the rows depend on (checkpoint weights, image size,
+  precision, JPEG decode, the sorted file list); a resume must match it;
+- ``vectors.npy``: the ``(N, D)`` float32 memory map the driver gathers into;
+- ``done.npy``: which rows are in ``vectors.npy`` (or failed to decode);
+- ``errors.json``: why each failed row failed.
+
+It is saved every ``SAVE_EVERY_S`` seconds while rows arrive and when a run
+stops on an error or an interrupt; a finished run removes it. For an ``out`` on
+remote storage it lies in the local cache (``~/.cache/lightly-train``), keyed by
+the URI, as the memory map needs a local disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightly_train._io import atomic_path
+from lightly_train.data import storage
+from lightly_train.data.files import ImageFiles
+from lightly_train.embedding.config import EmbedConfig
+from lightly_train.errors import LightlyTrainError
+
+logger = logging.getLogger(__name__)
+
+SAVE_EVERY_S = 60.0
+VERSION = 1
+
+
+def work_dir(out: str) -> Path:
+    """Where the progress of an ``embed`` to ``out`` is kept."""
+    if storage.is_uri(out):
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        digest = hashlib.sha256(out.encode()).hexdigest()[:16]
+        return cache / "lightly-train" / "embed-work" / digest
+    path = Path(out).absolute()
+    return path.parent / f".{path.name}.embed-work"
+
+
+def fingerprint(
+    config: EmbedConfig, entry: dict[str, Any], files: ImageFiles
+) -> dict[str, Any]:
+    """What the rows of a run depend on (not batch size, workers or format)."""
+    names = hashlib.sha256("\0".join(files.filenames).encode()).hexdigest()
+    return {
+        "version": VERSION,
+        "checkpoint": digest(entry),
+        "model": type(config.model).__name__ if config.model is not None else None,
+        "image_size": list(config.size),
+        "precision": config.precision,
+        "jpeg_decode": config.jpeg_decode,
+        "num_files": len(files),
+        "files": names,
+    }
+
+
+def digest(value: Any) -> str:
+    """A hash of nested dicts, lists, tensors and plain values."""
+    h = hashlib.sha256()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for key in sorted(v, key=str):
+                h.update(f"<{key}>".encode())
+                walk(v[key])
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                walk(item)
+        elif isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(v).encode())
+
+    walk(value)
+    return h.hexdigest()
+
+
+class WorkState:
+    """The rows of one run: done, failed, and their vectors (once a batch has
+    shown the dimension)."""
+
+    def __init__(self, work: Path, num_rows: int) -> None:
+        self.work = work
+        self.done = np.zeros(num_rows, dtype=bool)
+        self.errors: dict[int, str] = {}
+        self.vectors: np.ndarray | None = None
+        self.last_save = time.monotonic()
+
+    @property
+    def num_done(self) -> int:
+        return int(self.done.sum())
+
+    @property
+    def saved(self) -> int:
+        """Rows saved in the work directory."""
+        path = self.work / "done.npy"
+        return int(np.load(path).sum()) if path.is_file() else 0
+
+    def vectors_for(self, dim: int) -> np.ndarray:
+        if self.vectors is None:
+            self.vectors = np.lib.format.open_memmap(
+                self.work / "vectors.npy", "w+", np.float32, (len(self.done), dim)
+            )
+        return self.vectors
+
+    def add(self, idx: np.ndarray, errors: dict[int, str]) -> None:
+        """Marks rows ``idx`` done (their vectors are written), some of them failed."""
+        self.done[idx] = True
+        self.errors.update(errors)
+        if time.monotonic() - self.last_save >= SAVE_EVERY_S:
+            self.save()
+
+    def save(self) -> None:
+        """Vectors first, then the bitmap: a row marked done has its vector."""
+        if self.vectors is not None:
+            self.vectors.flush()
+        with atomic_path(self.work / "errors.json") as tmp:
+            done_errors = {str(i): e for i, e in self.errors.items() if self.done[i]}
+            tmp.write_text(json.dumps(done_errors), encoding="utf-8")
+        with atomic_path(self.work / "done.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, self.done)
+        self.last_save = time.monotonic()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def open_work(
+    out: str, expected: dict[str, Any], resume: bool, overwrite: bool
+) -> WorkState:
+    """The progress of the run to ``out``: new, or an interrupted run's to resume.
+
+    Fails, writing nothing, when a leftover run is in the way or cannot be resumed.
+    """
+    if resume and overwrite:
+        raise LightlyTrainError(
+            "Pass either resume_interrupted=True or overwrite=True, not both."
+        )
+    work = work_dir(out)
+    num_rows = int(expected["num_files"])
+    found = (work / "fingerprint.json").is_file()
+    if found and not resume and not overwrite:
+        saved = WorkState(work, num_rows).saved
+        raise LightlyTrainError(
+            f"'{work}' holds an interrupted embed to '{out}' ({saved} of "
+            f"{num_rows} images done). Pass resume_interrupted=True to continue it, "
+            "or overwrite=True to start over."
+        )
+    if resume and not found:
+        raise LightlyTrainError(
+            f"resume_interrupted=True but there is no interrupted embed to '{out}' "
+            f"('{work}' does not exist). Run without resume_interrupted."
+        )
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        (work / "fingerprint.json").write_text(json.dumps(expected, indent=1) + "\n")
+        return WorkState(work, num_rows)
+    return load_work(work, out, expected)
+
+
+def load_work(work: Path, out: str, expected: dict[str, Any]) -> WorkState:
+    stored = json.loads((work / "fingerprint.json").read_text())
+    changed = sorted(k for k in expected.keys() | stored.keys()
+                     if expected.get(k) != stored.get(k))  # fmt: skip
+    if changed:
+        raise LightlyTrainError(
+            f"The interrupted embed in '{work}' was run with other "
+            f"{', '.join(changed)}. Resume with the arguments and data of that run, "
+            f"or pass overwrite=True (without resume_interrupted) to start over."
+        )
+    state = WorkState(work, int(expected["num_files"]))
+    if (work / "done.npy").is_file():
+        state.done = np.load(work / "done.npy")
+        errors = json.loads((work / "errors.json").read_text(encoding="utf-8"))
+        state.errors = {int(i): e for i, e in errors.items()}
+    if (work / "vectors.npy").is_file():
+        state.vectors = np.load(work / "vectors.npy", mmap_mode="r+")
+    else:
+        state.done[:] = False  # no vector was ever written
+    return state
