@@ -22,6 +22,7 @@ from ray.train.torch import TorchTrainer
 from torch import nn
 
 from lightly_train._io import atomic_path
+from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
 from lightly_train.data.files import list_image_files
@@ -172,10 +173,16 @@ def run(config: TrainConfig) -> TrainSummary:
                 f"{len(files)} images, {plan.num_workers} {plan.accelerator} "
                 f"worker(s), {spec.steps_per_epoch} steps/epoch."
             )
-            with EpochLines(out / "metrics.jsonl", config.epochs,
-                            spec.steps_per_epoch,
-                            spec.worker_batch_size * plan.num_workers):  # fmt: skip
-                fit(spec, plan, out, config.num_nodes, config.max_failures)
+            with (
+                interrupts_raise(),
+                EpochLines(out / "metrics.jsonl", config.epochs, spec.steps_per_epoch,
+                           spec.worker_batch_size * plan.num_workers),
+            ):  # fmt: skip
+                try:
+                    fit(spec, plan, out, config.num_nodes, config.max_failures)
+                except KeyboardInterrupt:
+                    logger.warning(interrupted_message(out))
+                    raise
             checkpoint = out / "checkpoints" / "last.ckpt"
             exported = export_backbone(
                 checkpoint, out / "exported_models" / "exported_last.pt", config.model
@@ -288,6 +295,16 @@ def fit(
 
 class TrainingFailedError(RuntimeError):
     """A worker or node failed more often than ``max_failures`` allows."""
+
+
+def interrupted_message(out: Path) -> str:
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return "Training interrupted before its first epoch ended: nothing to resume."
+    return (
+        f"Training interrupted. '{last}' holds the last finished epoch: continue "
+        "with the same arguments and resume_interrupted=True."
+    )
 
 
 def failure_message(ex: BaseException, out: Path) -> str:

@@ -4,6 +4,8 @@ it continues from ``out/checkpoints/last.ckpt`` to the weights of an undisturbed
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -104,4 +106,32 @@ def test_killed_worker_without_retries_fails_and_can_resume(
         done.set()
         killer.join()
     train(out=out, data=images, epochs=EPOCHS, resume_interrupted=True, **FAST)
+    assert weights(out)
+
+
+def test_sigterm_to_the_driver_says_how_to_resume(tmp_path: Path, images: Path):
+    out = tmp_path / "run"
+    exe = str(Path(sys.executable).with_name("lightly-train"))
+    args = [exe, "train", f"out={out}", f"data={images}", f"epochs={EPOCHS}",
+            "model=torchvision/resnet18", "batch_size=8",
+            "transform_args.image_size=32", "optim_args.lr=0.1",
+            "optim_args.min_lr=0.1", "optim_args.warmup_steps=0"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while max(logged_steps(out), default=0) <= 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    last = out / "checkpoints" / "last.ckpt"
+    assert f"'{last}' holds the last finished epoch" in output
+    assert "resume_interrupted=True" in output
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+    resumed = subprocess.run([*args, "resume_interrupted=true"], env=env,
+                             capture_output=True, text=True, timeout=400)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert logged_steps(out) == list(range(1, 4 * EPOCHS + 1))
     assert weights(out)
