@@ -6,7 +6,9 @@ them. Every message names what was wrong and what would be valid.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 
 class LightlyTrainError(ValueError):
@@ -43,3 +45,21 @@ def find_cause(
 def is_out_of_memory(err: BaseException) -> bool:
     """A device (CUDA) out-of-memory error, also as text in a remote traceback."""
     return type(err).__name__ == "OutOfMemoryError" or "CUDA out of memory" in str(err)
+
+
+def release_frames(ex: BaseException) -> None:
+    """Clears the local variables of the finished frames that ``ex`` reaches: those
+    of its traceback and their callers, for it and for every error it chains to or
+    holds, so that the error keeps no dataset, executor or actor alive.
+
+    An error from Ray Data's executor thread reaches that thread's frames.
+    """
+    for err in related_errors(ex):
+        tb = err.__traceback__
+        while tb is not None:
+            frame: FrameType | None = tb.tb_frame
+            while frame is not None:
+                with contextlib.suppress(RuntimeError):  # still running
+                    frame.clear()
+                frame = frame.f_back
+            tb = tb.tb_next

@@ -7,8 +7,6 @@ formats instead: -> fragments per shard (tasks) -> one merge task per shard
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import gc
 import logging
 import math
@@ -18,7 +16,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -41,7 +38,12 @@ from lightly_train.data.files import ImageFiles, list_image_files
 from lightly_train.embedding import shards
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.embedder import Embedder
-from lightly_train.embedding.resume import WorkState, fingerprint, open_work
+from lightly_train.embedding.failures import (
+    check_some_decoded,
+    raise_failure,
+    write_failure_report,
+)
+from lightly_train.embedding.resume import WorkState, keep_progress, work_state
 from lightly_train.embedding.writers import (
     SHARDED_WRITERS,
     WRITERS,
@@ -52,7 +54,7 @@ from lightly_train.errors import (
     LightlyTrainError,
     find_cause,
     is_out_of_memory,
-    related_errors,
+    release_frames,
 )
 from lightly_train.runtime import Plan, node_cpus, plan_actors, ray_session
 
@@ -200,37 +202,6 @@ def run(config: EmbedConfig) -> EmbedSummary:
     return summary
 
 
-def work_state(
-    config: EmbedConfig, entry: dict[str, Any], files: ImageFiles, out: str
-) -> WorkState | None:
-    """The resumable progress of a gathered format's run (None for parquet)."""
-    if config.format in SHARDED_WRITERS:
-        if config.resume_interrupted:
-            raise LightlyTrainError(
-                f"resume_interrupted=True works for the formats gathered on the "
-                f"driver ({', '.join(WRITERS)}), not yet for {config.format}: run "
-                "it again without resume_interrupted."
-            )
-        return None
-    return open_work(
-        out, fingerprint(config, entry, files), config.resume_interrupted,
-        config.overwrite,
-    )  # fmt: skip
-
-
-def keep_progress(state: WorkState, out: str) -> None:
-    """After a failure or an interrupt: saves what is done, and says how to go on."""
-    if not state.num_done:
-        state.remove()
-        return
-    state.save()
-    logger.warning(
-        f"Stopped with {state.num_done} of {len(state.done)} images embedded, "
-        f"saved in '{state.work}'. Continue with the same arguments and "
-        "resume_interrupted=True."
-    )
-
-
 def execute(
     config: EmbedConfig,
     entry: dict[str, Any],
@@ -307,24 +278,6 @@ def execute(
                 f"Use a smaller batch_size, e.g. batch_size={max(1, batch // 2)}."
             ) from None
         raise
-
-
-def release_frames(ex: BaseException) -> None:
-    """Clears the local variables of the finished frames that ``ex`` reaches: those
-    of its traceback and their callers, for it and for every error it chains to or
-    holds, so that the error keeps no dataset, executor or actor alive.
-
-    An error from Ray Data's executor thread reaches that thread's frames.
-    """
-    for err in related_errors(ex):
-        tb = err.__traceback__
-        while tb is not None:
-            frame: FrameType | None = tb.tb_frame
-            while frame is not None:
-                with contextlib.suppress(RuntimeError):  # still running
-                    frame.clear()
-                frame = frame.f_back
-            tb = tb.tb_next
 
 
 def batch_size(requested: int | Literal["auto"], accelerator: str) -> int:
@@ -469,41 +422,6 @@ def gather(
     bad[list(state.errors)] = True
     rows = np.flatnonzero(~bad)
     return Embeddings([files.filenames[i] for i in rows], state.vectors, rows), failed
-
-
-def raise_failure(filename: str, error: str) -> None:
-    raise LightlyTrainError(
-        f"Cannot decode '{filename}': {error}. Fix or remove the file, or pass "
-        "on_error=skip to embed the other images and list the failures in "
-        "<out>.failed.csv."
-    )
-
-
-def failure_report_path(out: str) -> str:
-    """``<out>.failed.csv`` beside ``out`` (a file, or parquet's directory)."""
-    return out.rstrip("/") + ".failed.csv"
-
-
-def write_failure_report(out: str, failed: dict[str, str]) -> str:
-    """Writes ``filename,error`` rows in file order (a header only when none
-    failed) beside ``out``, atomically, local or remote; returns its path."""
-    report = failure_report_path(out)
-    with (
-        output_location(report, directory=False) as target,
-        open(target, "w", newline="", encoding="utf-8") as f,
-    ):
-        writer = csv.writer(f)
-        writer.writerow(["filename", "error"])
-        writer.writerows(failed.items())
-    return report
-
-
-def check_some_decoded(failed: dict[str, str], num_files: int) -> None:
-    if len(failed) == num_files:
-        raise LightlyTrainError(
-            f"None of the {num_files} images could be decoded, e.g. "
-            f"{next(iter(failed.items()))}. Check that data holds valid images."
-        )
 
 
 def log_summary(summary: EmbedSummary) -> None:

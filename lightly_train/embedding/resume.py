@@ -33,6 +33,7 @@ from lightly_train._io import atomic_path
 from lightly_train.data import storage
 from lightly_train.data.files import ImageFiles
 from lightly_train.embedding.config import EmbedConfig
+from lightly_train.embedding.writers import SHARDED_WRITERS, WRITERS
 from lightly_train.errors import LightlyTrainError
 
 logger = logging.getLogger(__name__)
@@ -195,3 +196,34 @@ def load_work(work: Path, out: str, expected: dict[str, Any]) -> WorkState:
     else:
         state.done[:] = False  # no vector was ever written
     return state
+
+
+def work_state(
+    config: EmbedConfig, entry: dict[str, Any], files: ImageFiles, out: str
+) -> WorkState | None:
+    """The resumable progress of a gathered format's run (None for parquet)."""
+    if config.format in SHARDED_WRITERS:
+        if config.resume_interrupted:
+            raise LightlyTrainError(
+                f"resume_interrupted=True works for the formats gathered on the "
+                f"driver ({', '.join(WRITERS)}), not yet for {config.format}: run "
+                "it again without resume_interrupted."
+            )
+        return None
+    return open_work(
+        out, fingerprint(config, entry, files), config.resume_interrupted,
+        config.overwrite,
+    )  # fmt: skip
+
+
+def keep_progress(state: WorkState, out: str) -> None:
+    """After a failure or an interrupt: saves what is done, and says how to go on."""
+    if not state.num_done:
+        state.remove()
+        return
+    state.save()
+    logger.warning(
+        f"Stopped with {state.num_done} of {len(state.done)} images embedded, "
+        f"saved in '{state.work}'. Continue with the same arguments and "
+        "resume_interrupted=True."
+    )
