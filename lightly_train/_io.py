@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -49,7 +50,12 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if path.exists():
             os.replace(path, old)  # directories cannot be replaced in one rename
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old.exists() and not path.exists():
+                os.replace(old, path)  # the former output stays
+            raise
     finally:
         for leftover in (tmp, old):
             if leftover.exists():
@@ -57,9 +63,22 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
+    """The process umask, read without changing it where the OS allows (setting
+    it, even for a moment, races with files other threads create)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)  # the safe side, for the moment it is set
+        os.umask(umask)
     return umask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def check_out_dir(out: str, overwrite: bool, pattern: str) -> str:

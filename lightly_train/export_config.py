@@ -11,7 +11,7 @@ from lightly_train.config import Config
 
 
 class ExportConfig(Config):
-    out: str = Field(description="Output file, e.g. model.pt.")
+    out: str = Field(description="Output file or URI, e.g. model.pt.")
     checkpoint: str = Field(description="lightly-train checkpoint, e.g. last.ckpt.")
     part: Literal["model", "embedding_model"] = Field(
         "model",

@@ -16,9 +16,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from lightly_train._io import atomic_path, check_out_file
+from lightly_train._io import check_out_file, output_location
 from lightly_train.checkpoint import embedding_model_from_entry, load_checkpoint_entry
 from lightly_train.config import validate_config
+from lightly_train.data.storage import is_uri
 from lightly_train.errors import LightlyTrainError
 from lightly_train.export_config import ExportConfig
 from lightly_train.models.registry import build_full_model, classifier_name
@@ -32,7 +33,7 @@ def export(
     part: Literal["model", "embedding_model"] = "model",
     format: Literal["torch_state_dict", "torch_model"] = "torch_state_dict",
     overwrite: bool = False,
-) -> Path:
+) -> Path | str:
     """Exports the trained model of a checkpoint to a plain PyTorch file.
 
     ``part="model"`` is the trained backbone as the torchvision model of that name,
@@ -56,14 +57,15 @@ def export(
     lightly_train as well for ``part="embedding_model"``.
 
     Args:
-        out: Output file. Written to a temp file beside it, then renamed.
+        out: Output file, or a URI (``s3://...``). Written to a temp file beside
+            it, then renamed (or uploaded).
         checkpoint: A lightly-train checkpoint, e.g. ``out/checkpoints/last.ckpt``.
         part: ``"model"`` or ``"embedding_model"``.
         format: ``"torch_state_dict"`` or ``"torch_model"``.
         overwrite: Replace ``out`` if it exists.
 
     Returns:
-        The path written.
+        The path written (a ``Path``), or the URI as given.
 
     Example:
         >>> import lightly_train, torch, torchvision
@@ -80,16 +82,16 @@ def export(
     return run(validate_config(ExportConfig, dict(locals())))
 
 
-def run(config: ExportConfig) -> Path:
+def run(config: ExportConfig) -> Path | str:
     """Runs ``export`` for a validated config."""
-    out = check_out_file(Path(config.out), config.overwrite, example="model.pt")
+    out = check_out_file(str(config.out), config.overwrite, example="model.pt")
     entry = load_checkpoint_entry(config.checkpoint)
     module = (
         full_model(entry)
         if config.part == "model"
         else embedding_model_from_entry(entry)
     )
-    with atomic_path(out) as tmp:
+    with output_location(out, directory=False) as tmp:
         torch.save(
             module.state_dict() if config.format == "torch_state_dict" else module,
             tmp,
@@ -98,7 +100,7 @@ def run(config: ExportConfig) -> Path:
         f"Exported the {config.part} ({entry['model']}) of '{config.checkpoint}' "
         f"as {config.format} to '{out}'."
     )
-    return out
+    return out if is_uri(out) else Path(out)
 
 
 def full_model(entry: dict[str, Any]) -> nn.Module:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from lightly_train._io import atomic_path, check_out_file
+from lightly_train._io import _umask, atomic_dir, atomic_path, check_out_file
 from lightly_train.errors import LightlyTrainError
 
 
@@ -39,3 +39,35 @@ def test_check_out_file(tmp_path: Path) -> None:
     assert check_out_file(
         tmp_path / "a" / "b", overwrite=False, example="e"
     ).parent.is_dir()
+
+
+def test_atomic_dir_keeps_the_former_output_if_the_last_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "shards"
+    out.mkdir()
+    (out / "part-00000.parquet").write_text("former")
+    replace = os.replace
+    calls: list[str] = []
+
+    def flaky(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls.append(str(src))
+        if len(calls) == 2:  # the new directory into place
+            raise OSError("disk full")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", flaky)
+    with pytest.raises(OSError, match="disk full"), atomic_dir(out) as tmp:
+        (tmp / "part-00000.parquet").write_text("new")
+    assert (out / "part-00000.parquet").read_text() == "former"
+    assert [p.name for p in tmp_path.iterdir()] == ["shards"]  # no temp left
+
+
+def test_umask_is_read_without_being_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    previous = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda mask: pytest.fail("umask was set"))
+        assert _umask() == 0o027
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)

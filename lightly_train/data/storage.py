@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -32,11 +31,22 @@ def _filesystem(root: str) -> pafs.FileSystem:
     return pafs.FileSystem.from_uri(root)[0]
 
 
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``"s3://bucket/a/b#1?.png"`` -> (``"s3"``, ``"bucket"``, ``"a/b#1?.png"``).
+
+    Everything after the bucket is the key: object names may hold ``#`` and
+    ``?``, which a URL parser would take for a fragment and a query.
+    """
+    scheme, _, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    return scheme, bucket, key
+
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """``"s3://bucket/key"`` -> (filesystem, ``"bucket/key"``)."""
-    parsed = urlparse(uri)
-    fs = _filesystem(f"{parsed.scheme}://{parsed.netloc}")
-    return fs, f"{parsed.netloc}{parsed.path}".rstrip("/")
+    scheme, bucket, key = split_uri(uri)
+    fs = _filesystem(f"{scheme}://{bucket}")
+    return fs, f"{bucket}/{key}".rstrip("/")
 
 
 def join(location: str, name: str) -> str:
@@ -103,7 +113,7 @@ def remote_output(uri: str, directory: bool) -> Iterator[str]:
                 shutil.copyfileobj(src, dst, length=16 * 1024**2)  # streamed
         return
     tmp_path = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    scheme = urlparse(uri).scheme
+    scheme = split_uri(uri)[0]
     try:
         yield f"{scheme}://{tmp_path}"
         if fs.get_file_info(path).type == pafs.FileType.Directory:

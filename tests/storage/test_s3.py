@@ -27,6 +27,8 @@ def remote(s3_bucket: str, tmp_path_factory, checkpoint: Path) -> dict[str, str]
         write_image(local / "imgs" / ("sub" if i % 2 else "") / f"{i}.png", "RGB",
                     size=(24, 24), seed=i)  # fmt: skip
     write_not_an_image(local / "imgs" / "bad.jpg")
+    # A URL parser would take these for a fragment and a query.
+    write_image(local / "imgs" / "odd #1?, name.png", "RGB", size=(24, 24), seed=9)
     (local / "imgs" / "notes.txt").write_text("not an image")
     upload_tree(local / "imgs", f"{s3_bucket}/data")
     storage.write_bytes(f"{s3_bucket}/models/last.ckpt", checkpoint.read_bytes())
@@ -52,8 +54,8 @@ def test_embed_from_s3_to_s3_matches_local(ray_address: str, remote, tmp_path):
     local = tmp_path / "emb.pth"
     local.write_bytes(storage.read_bytes(out))
     got = torch.load(local, weights_only=True)
-    assert got["filenames"] == ["0.png", "2.png", "4.png", "sub/1.png", "sub/3.png",
-                                "sub/5.png"]  # fmt: skip
+    assert got["filenames"] == ["0.png", "2.png", "4.png", "odd #1?, name.png",
+                                "sub/1.png", "sub/3.png", "sub/5.png"]  # fmt: skip
 
     reference = lightly_train.embed(
         out=tmp_path / "ref.pth", data=remote["local"],
@@ -74,13 +76,14 @@ def test_parquet_shards_to_s3(ray_address: str, remote) -> None:
         out=out, data=remote["data"], checkpoint=remote["checkpoint"],
         format="parquet", shard_size=4, image_size=16,
     )  # fmt: skip
-    assert summary.num_images == 6
+    assert summary.num_images == 7
     assert sorted(storage.list_files(out)) == ["part-00000.parquet",
                                                "part-00001.parquet"]  # fmt: skip
     fs, path = storage.resolve(out)
     table = pq.read_table(path, filesystem=fs)
     assert table["filename"].to_pylist()[:2] == ["0.png", "2.png"]
-    assert np.stack(table["embedding"].to_numpy(zero_copy_only=False)).shape == (6, 512)
+    assert np.stack(table["embedding"].to_numpy(zero_copy_only=False)).shape == (7, 512)
+    assert "odd #1?, name.png" in table["filename"].to_pylist()
     # No temporary prefix is left beside the output.
     assert all(".tmp-" not in name for name in storage.list_files(remote["bucket"]))
 
@@ -100,10 +103,19 @@ def test_train_reads_from_s3(ray_address: str, remote, tmp_path) -> None:
         epochs=1, batch_size=2, transform_args={"image_size": 32},
     )  # fmt: skip
     ckpt = torch.load(summary.checkpoint, weights_only=True)
-    assert ckpt["global_step"] == 3  # 6 readable images + 1 skipped, batch 2
+    assert ckpt["global_step"] == 4  # 8 files (7 readable + 1 skipped), batch 2
 
 
 def test_train_out_must_not_be_a_uri(remote) -> None:
     with pytest.raises(LightlyTrainError, match="is a URI"):
         lightly_train.train(out=f"{remote['bucket']}/run", data=remote["data"],
                             model="torchvision/resnet18")  # fmt: skip
+
+
+def test_export_to_s3(remote, tmp_path) -> None:
+    out = f"{remote['bucket']}/exports/model #1?.pt"
+    assert lightly_train.export(out=out, checkpoint=remote["checkpoint"]) == out
+    local = tmp_path / "model.pt"
+    local.write_bytes(storage.read_bytes(out))
+    assert "conv1.weight" in torch.load(local, weights_only=True)
+    assert not list(Path.cwd().glob("s3:*"))  # no local file named after the URI
