@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -30,10 +31,14 @@ THUMB = 48  # thumbnail side in pixels
 
 def read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
     """(filenames, (N, D) float32) from any output format of ``embed``."""
-    if path.is_dir():  # parquet shards, in order
+    if path.is_dir():  # parquet shards, in order, once the manifest says complete
         import pyarrow.parquet as pq
 
-        table = pq.read_table(sorted(path.glob("part-*.parquet")))
+        manifest = path / "_manifest.json"
+        if not manifest.is_file():
+            raise SystemExit(f"{path} has no _manifest.json: the embed is incomplete.")
+        parts = json.loads(manifest.read_text())["parts"]
+        table = pq.read_table([path / name for name in sorted(parts)])
         flat = table.column("embedding").combine_chunks().flatten().to_numpy()
         return table.column("filename").to_pylist(), flat.reshape(len(table), -1)
     if path.suffix == ".csv":  # csv: filename,...; lightly_csv: filenames,...,labels

@@ -98,7 +98,11 @@ def check_out_dir(out: str, overwrite: bool, pattern: str) -> str:
             f"Output '{out}' already exists. Pass overwrite=True to replace it, "
             "or choose another out."
         )
-    foreign = [name for name in names if not PurePosixPath(name).match(pattern)]
+    foreign = [
+        name
+        for name in names
+        if not PurePosixPath(name).match(pattern) and name != storage.MANIFEST
+    ]
     if foreign:
         raise LightlyTrainError(
             f"Output '{out}' holds files this tool did not write ({foreign[:3]}); "

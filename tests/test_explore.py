@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def test_reads_every_format_and_draws(embedded, fmt: str) -> None:
         pq.write_table(
             parquet_table(names[3:], vectors[3:]), path / "part-00001.parquet"
         )
+        with pytest.raises(SystemExit, match="no _manifest.json"):  # incomplete
+            EXPLORE["read_embeddings"](path)
+        parts = {"part-00000.parquet": 3, "part-00001.parquet": 3}
+        (path / "_manifest.json").write_text(json.dumps({"parts": parts}))
     else:
         path = root / ("emb.pth" if fmt == "torch" else "emb.csv")
         WRITERS[fmt](path, Embeddings(names, vectors, np.arange(6)))

@@ -20,6 +20,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+# Written last into an output directory: its presence says the directory is
+# complete. Parquet readers skip it (its name starts with "_").
+MANIFEST = "_manifest.json"
+
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
     return "://" in str(location)
@@ -116,9 +120,15 @@ def remote_output(uri: str, directory: bool) -> Iterator[str]:
     scheme = split_uri(uri)[0]
     try:
         yield f"{scheme}://{tmp_path}"
+        # An object store has no atomic rename of a prefix. The manifest, which
+        # says the directory is complete, goes first and comes back last: at any
+        # moment in between, a reader sees no manifest and an incomplete output.
+        names = list_files(f"{scheme}://{tmp_path}")
+        if fs.get_file_info(f"{path}/{MANIFEST}").type == pafs.FileType.File:
+            fs.delete_file(f"{path}/{MANIFEST}")
         if fs.get_file_info(path).type == pafs.FileType.Directory:
             fs.delete_dir(path)  # overwrite: checked before any work
-        for name in list_files(f"{scheme}://{tmp_path}"):
+        for name in sorted(names, key=lambda n: n == MANIFEST):
             fs.move(f"{tmp_path}/{name}", f"{path}/{name}")
     finally:
         if fs.get_file_info(tmp_path).type == pafs.FileType.Directory:

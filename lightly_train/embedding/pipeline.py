@@ -8,6 +8,7 @@ formats instead: -> fragments per shard (tasks) -> one merge task per shard
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import os
@@ -372,6 +373,10 @@ def write_shards(
     merge = ray.remote(num_cpus=plan.decode_cpus)(writer.merge)
     rows = ray.get([merge.remote(directory, s, k) for k, s in enumerate(written)])
     storage.remove_tree(storage.join(directory, shards.FRAGMENTS))
+    parts = {f"part-{k:05d}.parquet": n for k, n in enumerate(rows)}
+    manifest = {"parts": parts, "num_rows": sum(rows), "dim": dim}
+    storage.write_bytes(storage.join(directory, storage.MANIFEST),
+                        (json.dumps(manifest, indent=1) + "\n").encode())  # fmt: skip
     return sum(rows), dim, failed
 
 

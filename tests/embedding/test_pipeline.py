@@ -1,5 +1,6 @@
 """End-to-end ``embed`` on a real local Ray, real image files and a real checkpoint."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,11 @@ def test_parquet_shards_hold_the_same_rows_as_torch(
         out=tmp_path / "shards", format="parquet", shard_size=5, **args
     )
     files = sorted(p.name for p in (tmp_path / "shards").iterdir())
-    assert files == [f"part-{i:05d}.parquet" for i in range(5)]  # 22 rows / 5
+    parts = [f"part-{i:05d}.parquet" for i in range(5)]  # 22 rows / 5
+    assert files == ["_manifest.json", *parts]
+    manifest = json.loads((tmp_path / "shards" / "_manifest.json").read_text())
+    assert list(manifest["parts"]) == parts
+    assert manifest["num_rows"] == summary.num_images and manifest["dim"] == 512
     table = pq.read_table(tmp_path / "shards")  # the directory is one dataset
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 512)
     data = torch.load(reference.out, weights_only=True)

@@ -1,5 +1,6 @@
 """Remote storage against a real S3-compatible server (moto) on loopback."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,11 @@ def test_parquet_shards_to_s3(ray_address: str, remote) -> None:
         format="parquet", shard_size=4, image_size=16,
     )  # fmt: skip
     assert summary.num_images == 7
-    assert sorted(storage.list_files(out)) == ["part-00000.parquet",
+    assert sorted(storage.list_files(out)) == ["_manifest.json", "part-00000.parquet",
                                                "part-00001.parquet"]  # fmt: skip
+    manifest = json.loads(storage.read_bytes(f"{out}/_manifest.json"))
+    assert manifest == {"parts": {"part-00000.parquet": 3, "part-00001.parquet": 4},
+                        "num_rows": 7, "dim": 512}  # fmt: skip
     fs, path = storage.resolve(out)
     table = pq.read_table(path, filesystem=fs)
     assert table["filename"].to_pylist()[:2] == ["0.png", "2.png"]
