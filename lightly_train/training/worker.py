@@ -153,7 +153,8 @@ def fit_worker(
     with warnings.catch_warnings():
         # Frozen teachers are kept in eval mode on purpose.
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
-        trainer.fit(method, loader, ckpt_path=resume_from)
+        # Our checkpoints hold tensors and plain values only: never unpickle code.
+        trainer.fit(method, loader, ckpt_path=resume_from, weights_only=True)
 
 
 def resume_checkpoint(out: Path, resume_from: str | None) -> str | None:

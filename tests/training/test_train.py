@@ -199,3 +199,26 @@ def test_custom_module_trains_and_embeds(ray_address: str, tmp_path: Path, image
         image_size=32, model=TinyNet(),
     )  # fmt: skip
     assert result.dim == 6 and result.num_images == 32
+
+
+class Payload:
+    """Unpickling this runs code: it writes a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_resume_never_unpickles_code(ray_address: str, tmp_path: Path, images):
+    out = tmp_path / "run"
+    train(out=out, data=images, epochs=1, **FAST)
+    last = out / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=True)
+    marker = tmp_path / "marker"
+    state["hostile"] = Payload(marker)
+    torch.save(state, last)
+    with pytest.raises(Exception, match="(?i)weights.only|unpickl"):
+        train(out=out, data=images, epochs=2, resume_interrupted=True, **FAST)
+    assert not marker.exists()
