@@ -22,7 +22,8 @@ from lightly_train.errors import LightlyTrainError
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (
-    ".bmp", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp",
+    ".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff",
+    ".webp",
 )  # fmt: skip
 
 
@@ -75,7 +76,7 @@ def _walk(root: str) -> tuple[dict[str, str], int, int]:
                 name = entry.name
                 if name.startswith("."):  # hidden directories count as one entry
                     hidden += 1
-                elif entry.is_dir():
+                elif _is_dir(entry):
                     if not entry.is_symlink():
                         stack.append((f"{prefix}{name}/", entry.path))
                 elif is_image_file(name):
@@ -83,6 +84,15 @@ def _walk(root: str) -> tuple[dict[str, str], int, int]:
                 else:
                     ignored += 1
     return found, ignored, hidden
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """``entry.is_dir()``, False for a link that cannot be followed (a loop raises
+    ELOOP): it is then listed like a file, and its read names the problem."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles:
