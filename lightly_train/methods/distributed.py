@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -24,15 +26,31 @@ def rank() -> int:
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenates ``x`` (B, ...) of all workers, in rank order, to (W * B, ...).
 
-    Gradients flow back to every worker's ``x`` (``torch.distributed.nn``), so a
-    loss over the gathered tensor trains all workers' models.
+    Gradients flow back to every worker's ``x``: a loss over the gathered tensor
+    trains all workers' models.
     """
     if world_size() == 1:
         return x
-    # Imported here: torch.distributed.nn is absent on builds without distributed.
-    from torch.distributed.nn.functional import all_gather
+    return _GatherWithGrad.apply(x)
 
-    return torch.cat(all_gather(x), dim=0)
+
+class _GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward gives each worker the gradient of every
+    worker's loss with respect to its own rows: the sum over workers of their
+    gradients for its slice (one ``all_reduce``, then its chunk). What the
+    deprecated ``torch.distributed.nn.functional.all_gather`` computed."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad.chunk(world_size(), dim=0)[rank()]
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,9 @@ def run_losses(data: dict[str, torch.Tensor], rows: slice) -> dict[str, torch.Te
 
 def worker(rank: int, tmp: str) -> None:
     torch.set_num_threads(1)
+    # Deprecated collectives (torch.distributed.nn's all_gather) fail the test.
+    warnings.filterwarnings("error", category=FutureWarning)
+    warnings.filterwarnings("error", category=DeprecationWarning)
     dist.init_process_group(
         "gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=WORLD_SIZE
     )
