@@ -38,11 +38,14 @@ def check_command(argv: list[str]) -> BaseModel:
     assert argv[0] == "lightly-train", argv
     assert argv[1] in cli.commands, f"{argv[1]} not in {sorted(cli.commands)}"
     config = validate_config(CONFIGS[argv[1]], parse_cli_args(argv[2:]))
-    # Path arguments are read on the cluster's nodes: absolute, on shared storage.
+    # Path arguments are read on the cluster's nodes: absolute, on shared storage,
+    # or URIs (train's out excepted: checkpoints and logs go to a shared path).
     for key in ("out", "data", "checkpoint"):
         value = getattr(config, key, None)
         paths = [] if value is None else [value] if isinstance(value, str) else value
         for path in paths:
+            if "://" in path and not (isinstance(config, TrainConfig) and key == "out"):
+                continue
             assert PurePosixPath(path).is_relative_to(SHARED), (key, path)
     if isinstance(config, TrainConfig):  # plain strings in the config: check names
         assert config.model in lightly_train.list_models(), config.model

@@ -49,6 +49,11 @@ def test_check_command_rejects_what_the_cli_rejects() -> None:
         check_command(["lightly-train", "embedd", *good[2:]])
     with pytest.raises(AssertionError):  # a local path breaks on many nodes
         check_command([*good, "checkpoint=last.ckpt"])
+    check_command(["lightly-train", "embed", "out=s3://b/e.pth", "data=s3://b/d",
+                   "checkpoint=gs://c/last.ckpt"])  # fmt: skip
+    with pytest.raises(AssertionError):  # train writes checkpoints to a directory
+        check_command(["lightly-train", "train", "out=s3://b/run", "data=s3://b/d",
+                       "model=torchvision/resnet18"])  # fmt: skip
     train = ["lightly-train", "train", "out=/mnt/shared/o", "data=/mnt/shared/d"]
     check_command([*train, "model=torchvision/resnet18"])
     with pytest.raises(AssertionError, match="resnet5"):

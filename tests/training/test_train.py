@@ -154,6 +154,19 @@ def test_non_empty_out_is_kept(tmp_path: Path, images: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_overwrite_replaces_only_this_tools_outputs(
+    ray_address: str, tmp_path: Path, images: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "epoch=9-step=99.ckpt").write_text("a former run's")
+    (tmp_path / "metrics.jsonl").write_text('{"step": 99}\n')
+    train(out=tmp_path, data=images, epochs=1, overwrite=True, **FAST)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "checkpoints" / "epoch=9-step=99.ckpt").exists()
+    assert [row["step"] for row in metric_rows(tmp_path)] == [1, 2, 3, 4]
+
+
 def test_resume_without_checkpoint(tmp_path: Path, images: Path) -> None:
     with pytest.raises(LightlyTrainError, match="no .*last.ckpt.* to resume from"):
         train(out=tmp_path / "r", data=images, resume_interrupted=True, **FAST)
