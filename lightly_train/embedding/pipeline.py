@@ -179,20 +179,23 @@ def run(config: EmbedConfig) -> EmbedSummary:
         )
     else:
         logger.info(f"Embedding {len(files)} images from {config.data}.")
-    with ray_session(), interrupts_raise():
-        # A failed embed's model actors live as long as its executor, which the
-        # error's traceback holds and which sits in reference cycles: until the
-        # error is gone and a garbage collection has run they hold their CPUs,
-        # and the next embed in this Ray session (a retry with a smaller
-        # batch_size in a notebook) would wait for them forever.
-        gc.collect()
-        try:
-            num_images, dim, failed = execute(config, entry, files, out, state)
-        except BaseException as ex:
-            release_frames(ex)
-            if state is not None:
-                keep_progress(state, out)
-            raise
+    try:
+        with interrupts_raise(), ray_session():
+            # A failed embed's model actors live as long as its executor, which
+            # the error's traceback holds and which sits in reference cycles:
+            # until the error is gone and a garbage collection has run they hold
+            # their CPUs, and the next embed in this Ray session (a retry with a
+            # smaller batch_size in a notebook) would wait for them forever.
+            gc.collect()
+            try:
+                num_images, dim, failed = execute(config, entry, files, out, state)
+            except BaseException as ex:
+                release_frames(ex)
+                raise
+    except BaseException:
+        if state is not None:  # also when Ray did not start: no empty work dir
+            keep_progress(state)
+        raise
     report = write_failure_report(out, failed)
     if state is not None:
         state.remove()

@@ -173,10 +173,11 @@ def open_work(
         work.mkdir(parents=True)
         (work / "fingerprint.json").write_text(json.dumps(expected, indent=1) + "\n")
         return WorkState(work, num_rows)
-    return load_work(work, out, expected)
+    return load_work(work, expected)
 
 
-def load_work(work: Path, out: str, expected: dict[str, Any]) -> WorkState:
+def load_work(work: Path, expected: dict[str, Any]) -> WorkState:
+    """The saved progress in ``work``, if it was made with ``expected``."""
     stored = json.loads((work / "fingerprint.json").read_text())
     changed = sorted(k for k in expected.keys() | stored.keys()
                      if expected.get(k) != stored.get(k))  # fmt: skip
@@ -216,7 +217,7 @@ def work_state(
     )  # fmt: skip
 
 
-def keep_progress(state: WorkState, out: str) -> None:
+def keep_progress(state: WorkState) -> None:
     """After a failure or an interrupt: saves what is done, and says how to go on."""
     if not state.num_done:
         state.remove()

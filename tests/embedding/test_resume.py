@@ -133,7 +133,7 @@ def test_progress_is_saved_while_rows_arrive(
     assert WorkState(state.work, 4).saved == 0
     monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)
     state.add(np.array([1]), {})
-    loaded = load_work(work_dir(out), out, fingerprint())
+    loaded = load_work(work_dir(out), fingerprint())
     assert loaded.done.tolist() == [True, True, True, False]
     assert loaded.errors == {2: "OSError: bad"}
     assert loaded.vectors is not None and loaded.vectors[2].tolist() == [4, 5, 6]

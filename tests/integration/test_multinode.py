@@ -236,17 +236,25 @@ def per_node(records: list[dict[str, Any]], cluster: TwoNodes) -> dict[str, int]
     return dict(Counter(names.get(r["node_id"], str(r["node_id"])) for r in records))
 
 
-def test_embed_spreads_decode_tasks_and_model_actors_over_both_nodes(
-    cluster: TwoNodes, tmp_path: Path, checkpoint: Path
-) -> None:
+def embed_job(
+    tmp_path: Path, checkpoint: Path, num_images: int
+) -> tuple[Path, Path, dict[str, Any]]:
+    """``num_images`` photos-sized PNGs, the output path, and embed's arguments."""
     root = tmp_path / "images"
-    for i in range(60):
-        write_image(root / f"{i:02d}.png", "RGB", size=(120, 100), seed=i)
+    for i in range(num_images):
+        write_image(root / f"{i:04d}.png", "RGB", size=(120, 100), seed=i)
     out = tmp_path / "e.pth"
     kwargs = {
         "out": str(out), "data": str(root), "checkpoint": str(checkpoint),
         "image_size": EMBED_SIZE, "batch_size": 4, "devices": 2, "accelerator": "cpu",
     }  # fmt: skip
+    return root, out, kwargs
+
+
+def test_embed_spreads_decode_tasks_and_model_actors_over_both_nodes(
+    cluster: TwoNodes, tmp_path: Path, checkpoint: Path
+) -> None:
+    root, out, kwargs = embed_job(tmp_path, checkpoint, 60)
     # One decode task per manifest block (the pipeline's own sizing for this cluster).
     plan = plan_actors(
         "cpu", 2, "auto", "32-true", {"CPU": 2 * CPUS_PER_NODE}, [CPUS_PER_NODE] * 2
@@ -332,14 +340,7 @@ def test_embed_survives_losing_the_worker_node(
     cluster: TwoNodes, tmp_path: Path, checkpoint: Path
 ) -> None:
     # Last in this module: the cluster has one node afterwards.
-    root = tmp_path / "images"
-    for i in range(600):
-        write_image(root / f"{i:03d}.png", "RGB", size=(120, 100), seed=i)
-    out = tmp_path / "e.pth"
-    kwargs = {
-        "out": str(out), "data": str(root), "checkpoint": str(checkpoint),
-        "image_size": EMBED_SIZE, "batch_size": 4, "devices": 2, "accelerator": "cpu",
-    }  # fmt: skip
+    root, out, kwargs = embed_job(tmp_path, checkpoint, 600)
     assert cluster.helper.stdin is not None
     cluster.helper.stdin.write(b"remove-worker-when-busy\n")
     cluster.helper.stdin.flush()
