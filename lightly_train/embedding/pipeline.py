@@ -180,7 +180,8 @@ def run(config: EmbedConfig) -> EmbedSummary:
     else:
         logger.info(f"Embedding {len(files)} images from {config.data}.")
     try:
-        with interrupts_raise(), ray_session():
+        # After ray.init, which sets its own SIGTERM handler (sys.exit) on drivers.
+        with ray_session(), interrupts_raise():
             # A failed embed's model actors live as long as its executor, which
             # the error's traceback holds and which sits in reference cycles:
             # until the error is gone and a garbage collection has run they hold
