@@ -61,8 +61,13 @@ def test_gpu_plan_one_actor_per_gpu() -> None:
 
 
 def test_gpu_requested_without_gpus() -> None:
-    with pytest.raises(LightlyTrainError, match="no GPUs.*accelerator='cpu'"):
+    with pytest.raises(LightlyTrainError) as ex:
         plan_actors("gpu", "auto", "auto", "32-true", {"CPU": 8.0})
+    assert str(ex.value) == (
+        "accelerator='gpu' but the Ray cluster has no GPUs. Use accelerator='cpu' or "
+        "'auto', add GPU nodes, or on an autoscaling cluster give the number of GPUs "
+        "to wait for with devices=N."
+    )
 
 
 def test_explicit_gpus_wait_for_an_autoscaler() -> None:

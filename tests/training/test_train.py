@@ -1,6 +1,7 @@
 """Real training runs: Ray Train workers, Lightning DDP on CPU, tiny images."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,15 @@ def test_each_method_trains(ray_address: str, tmp_path: Path, images, method: st
         ({"method": "distillation"}, "needs a teacher"),
         ({"epochs": 0}, "'epochs': expected int > 0"),
         ({"batch_size": 7, "devices": 2}, "multiple of 2"),
-        ({"batch_size": 64}, "larger than the 33 images"),
+        (
+            {"batch_size": 64},
+            "^"
+            + re.escape(
+                "batch_size=64 is larger than the 33 images in data. Use batch_size=33 "
+                "or less."
+            )
+            + "$",
+        ),
         ({"precision": "16-mixed", "accelerator": "cpu"}, "16-mixed' needs a GPU"),
         ({"devices": 3}, "Use devices=2 or fewer"),
     ],
@@ -199,11 +208,19 @@ def test_custom_module_trains_and_embeds(ray_address: str, tmp_path: Path, image
     state = torch.load(summary.exported, weights_only=True)
     TinyNet().load_state_dict(state)  # strict: the trained backbone's own keys
 
-    with pytest.raises(LightlyTrainError, match="custom model.*model=MyNet"):
+    expected = (
+        f"The checkpoint holds a custom model ({config['model'][len('custom/') :]}); "
+        "its code is not in the checkpoint. Pass a fresh instance of it, e.g. "
+        "load_embedding_model(checkpoint, model=MyNet()) or "
+        "lightly_train.embed(..., model=MyNet())."
+    )
+    with pytest.raises(LightlyTrainError) as ex:
         lightly_train.load_embedding_model(summary.checkpoint)
-    with pytest.raises(LightlyTrainError, match="custom model"):
+    assert str(ex.value) == expected
+    with pytest.raises(LightlyTrainError) as ex:
         lightly_train.embed(out=tmp_path / "e.pth", data=images,
                             checkpoint=summary.checkpoint)  # fmt: skip
+    assert str(ex.value) == expected  # on the driver, before Ray
     model = lightly_train.load_embedding_model(summary.checkpoint, model=TinyNet())
     torch.testing.assert_close(model.backbone.conv.weight, state["conv.weight"])
 
