@@ -190,3 +190,15 @@ def plan_actors(
         decode_tasks=cpus if decode is None else decode,
         decode_cpus=round(for_decode / node, 4),
     )
+
+
+def ray_logs_dir() -> str | None:
+    """Where this machine keeps the connected Ray session's logs (worker output,
+    Ray Data's operator logs), if Ray says."""
+    try:
+        from ray._private import worker
+
+        node = worker._global_node
+        return node.get_logs_dir_path() if node is not None else None
+    except Exception:  # noqa: BLE001 - a private API: without it only the hint goes
+        return None

@@ -45,6 +45,9 @@ def test_embed_of_200_images_prints_few_lines(tmp_path: Path, images) -> None:
     assert not [line for line in lines if NOISE.search(line)], "\n".join(lines)
     assert f"Embeddings written to '{out}'" in lines[-1]
     assert "Embedded 200 images" in lines[-1]
+    # Ray's own output went to its session's logs, which the summary names.
+    logs = re.search(r"Ray's logs: '([^']+)'", lines[-1])
+    assert logs and Path(logs[1]).is_dir() and any(Path(logs[1]).glob("worker-*"))
 
     # LIGHTLY_TRAIN_LOG_LEVEL=DEBUG shows Ray's own lines as well.
     out = tmp_path / "debug.pth"

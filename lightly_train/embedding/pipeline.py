@@ -57,7 +57,13 @@ from lightly_train.errors import (
     is_out_of_memory,
     release_frames,
 )
-from lightly_train.runtime import Plan, node_cpus, plan_actors, ray_session
+from lightly_train.runtime import (
+    Plan,
+    node_cpus,
+    plan_actors,
+    ray_logs_dir,
+    ray_session,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -80,6 +86,7 @@ class EmbedSummary:
     failed: dict[str, str]  # filename -> why it could not be decoded
     seconds: float
     failed_report: str = ""  # <out>.failed.csv: path or URI
+    ray_logs: str = ""  # this machine's directory of the Ray session's logs
 
 
 def embed(
@@ -190,6 +197,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
             gc.collect()
             try:
                 num_images, dim, failed = execute(config, entry, files, out, state)
+                logs = ray_logs_dir() or ""
             except BaseException as ex:
                 release_frames(ex)
                 raise
@@ -201,7 +209,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
     if state is not None:
         state.remove()
     summary = EmbedSummary(
-        out, num_images, dim, failed, time.perf_counter() - start, report
+        out, num_images, dim, failed, time.perf_counter() - start, report, logs
     )
     log_summary(summary)
     return summary
@@ -450,4 +458,5 @@ def log_summary(summary: EmbedSummary) -> None:
         f"Embedded {summary.num_images} images{skipped}, dim {summary.dim}, in "
         f"{summary.seconds:.1f} s ({rate:.1f} images/s). "
         f"Embeddings written to '{summary.out}'."
+        + (f" Ray's logs: '{summary.ray_logs}'." if summary.ray_logs else "")
     )
