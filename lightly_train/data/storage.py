@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -140,6 +141,14 @@ def _fs_path(location: str) -> tuple[pafs.FileSystem, str]:
     if is_uri(location):
         return resolve(location)
     return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
+def stamp(location: str) -> list[Any]:
+    """Which version of the file at ``location`` this is: its absolute path or URI,
+    size and modification time (ns). Cheap: no byte of it is read."""
+    fs, path = _fs_path(location)
+    info = fs.get_file_info(path)
+    return [location if is_uri(location) else path, info.size, info.mtime_ns]
 
 
 @contextmanager

@@ -178,7 +178,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
     check_custom_model(entry, config.model)  # fails here, not in an actor
     check_image_size(entry, config.size)
     files = list_image_files(config.data)
-    state = work_state(config, entry, files, out)
+    state = work_state(config, files, out)
     if state is not None and state.num_done:
         logger.info(
             f"Resuming: {state.num_done} of {len(files)} images are done; embedding "

@@ -3,8 +3,9 @@
 
 The work directory ``<parent>/.<out name>.embed-work/`` holds:
 
-- ``fingerprint.json``: what the rows depend on (checkpoint weights, image size,
-  precision, JPEG decode, the sorted file list); a resume must match it;
+- ``fingerprint.json``: what the rows depend on (the checkpoint file's path, size
+  and mtime, image size, precision, JPEG decode, the sorted file list); a resume
+  must match it;
 - ``vectors.npy``: the ``(N, D)`` float32 memory map the driver gathers into;
 - ``done.npy``: which rows are in ``vectors.npy`` (or failed to decode);
 - ``errors.json``: why each failed row failed.
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from lightly_train._io import atomic_path
 from lightly_train.data import storage
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 SAVE_EVERY_S = 60.0
 VERSION = 1
+NAMES_PER_UPDATE = 100_000
 
 
 def work_dir(out: str) -> Path:
@@ -52,44 +53,24 @@ def work_dir(out: str) -> Path:
     return path.parent / f".{path.name}.embed-work"
 
 
-def fingerprint(
-    config: EmbedConfig, entry: dict[str, Any], files: ImageFiles
-) -> dict[str, Any]:
-    """What the rows of a run depend on (not batch size, workers or format)."""
-    names = hashlib.sha256("\0".join(files.filenames).encode()).hexdigest()
+def fingerprint(config: EmbedConfig, files: ImageFiles) -> dict[str, Any]:
+    """What the rows of a run depend on (not batch size, workers or format). The
+    checkpoint by its file's stamp: hashing its weights would cost every run
+    (resumed or not) a pass over hundreds of MB."""
+    names = hashlib.sha256()
+    for start in range(0, len(files), NAMES_PER_UPDATE):  # bounded memory
+        names.update("\0".join(files.filenames[start:start + NAMES_PER_UPDATE])
+                     .encode() + b"\0")  # fmt: skip
     return {
         "version": VERSION,
-        "checkpoint": digest(entry),
+        "checkpoint": storage.stamp(str(config.checkpoint)),
         "model": type(config.model).__name__ if config.model is not None else None,
         "image_size": list(config.size),
         "precision": config.precision,
         "jpeg_decode": config.jpeg_decode,
         "num_files": len(files),
-        "files": names,
+        "files": names.hexdigest(),
     }
-
-
-def digest(value: Any) -> str:
-    """A hash of nested dicts, lists, tensors and plain values."""
-    h = hashlib.sha256()
-
-    def walk(v: Any) -> None:
-        if isinstance(v, dict):
-            for key in sorted(v, key=str):
-                h.update(f"<{key}>".encode())
-                walk(v[key])
-        elif isinstance(v, (list, tuple)):
-            for item in v:
-                walk(item)
-        elif isinstance(v, torch.Tensor):
-            t = v.detach().cpu().contiguous()
-            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        else:
-            h.update(repr(v).encode())
-
-    walk(value)
-    return h.hexdigest()
 
 
 class WorkState:
@@ -132,8 +113,7 @@ class WorkState:
         if self.vectors is not None:
             self.vectors.flush()
         with atomic_path(self.work / "errors.json") as tmp:
-            done_errors = {str(i): e for i, e in self.errors.items() if self.done[i]}
-            tmp.write_text(json.dumps(done_errors), encoding="utf-8")
+            tmp.write_text(json.dumps(self.errors), encoding="utf-8")  # all done
         with atomic_path(self.work / "done.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, self.done)
         self.last_save = time.monotonic()
@@ -199,9 +179,7 @@ def load_work(work: Path, expected: dict[str, Any]) -> WorkState:
     return state
 
 
-def work_state(
-    config: EmbedConfig, entry: dict[str, Any], files: ImageFiles, out: str
-) -> WorkState | None:
+def work_state(config: EmbedConfig, files: ImageFiles, out: str) -> WorkState | None:
     """The resumable progress of a gathered format's run (None for parquet)."""
     if config.format in SHARDED_WRITERS:
         if config.resume_interrupted:
@@ -212,7 +190,7 @@ def work_state(
             )
         return None
     return open_work(
-        out, fingerprint(config, entry, files), config.resume_interrupted,
+        out, fingerprint(config, files), config.resume_interrupted,
         config.overwrite,
     )  # fmt: skip
 
