@@ -215,3 +215,24 @@ def test_small_input_stem_keeps_resolution() -> None:
 def test_small_input_errors(model: str, model_args: dict, message: str) -> None:
     with pytest.raises(LightlyTrainError, match=message):
         build_backbone(model, model_args)
+
+
+def test_start_up_imports_only_what_the_model_needs() -> None:
+    """A model actor builds a torchvision model without importing timm, and the
+    driver checks a CNN checkpoint's image size without importing torchvision:
+    each is 0.5-1.5 s of every embed's start-up."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lightly_train.checkpoint import check_image_size\n"
+        "check_image_size({'model': 'torchvision/resnet18'}, (224, 224))\n"
+        "print('torchvision' in sys.modules)\n"
+        "from lightly_train.models.registry import build_backbone\n"
+        "build_backbone('torchvision/resnet18')\n"
+        "print('timm' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert done.stdout.split() == ["False", "False"]
