@@ -236,7 +236,7 @@ def execute(
         # No more actors than pairs of batches: a small job waits for none.
         max_actors=max(1, math.ceil(num_todo / (2 * AUTO_CPU_BATCH))),
     )
-    batch = batch_size(config.batch_size, plan.accelerator)
+    batch = batch_size(config.batch_size, plan.accelerator, len(files))
     on_device = config.jpeg_decode == "model" or (
         config.jpeg_decode == "auto" and plan.accelerator == "gpu"
     )
@@ -293,12 +293,22 @@ def execute(
         raise
 
 
-def batch_size(requested: int | Literal["auto"], accelerator: str) -> int:
-    """``auto``: 64 on CPU (faster than 128 there, benchmarks/README.md), 256 per
-    GPU, which a ResNet-50 at 224 px needs to fill a large GPU."""
+def batch_size(
+    requested: int | Literal["auto"], accelerator: str, num_files: int | None = None
+) -> int:
+    """``auto``: up to 64 on CPU (faster than 128 there, benchmarks/README.md), up to
+    256 per GPU, which a ResNet-50 at 224 px needs to fill a large GPU. A job of
+    fewer files gets batches that split it evenly, in multiples of 8: every batch
+    is padded to this size (the same bits for an image in any batch), so 16 images
+    in batches of 64 would pay for 64 forwards. It depends on the number of files
+    only, so a resumed run uses the size of the run it continues."""
     if requested != "auto":
         return requested
-    return AUTO_CPU_BATCH if accelerator == "cpu" else AUTO_GPU_BATCH
+    most = AUTO_CPU_BATCH if accelerator == "cpu" else AUTO_GPU_BATCH
+    if num_files is None or num_files <= 0:
+        return most
+    per_batch = math.ceil(num_files / math.ceil(num_files / most))
+    return min(most, 8 * math.ceil(per_batch / 8))
 
 
 def model_pool(plan: Plan) -> ray.data.ActorPoolStrategy:
