@@ -178,6 +178,7 @@ def check_image_size(entry: dict[str, Any], size: tuple[int, int]) -> None:
 
     # torchvision (1.5 s to import) only for the models checked.
     from lightly_train.models import build_embedding_model
+
     with torch.device("meta"):
         net = build_embedding_model(name, model_args, entry.get("embed_dim")).eval()
         try:

@@ -179,7 +179,11 @@ def test_auto_batch_size_per_accelerator() -> None:
     assert batch_size(7, "gpu") == 7
     # A small job: batches that split it evenly (every batch is padded to the size).
     assert [batch_size("auto", "cpu", n) for n in (1, 16, 20, 65, 1800)] == [
-        8, 16, 24, 40, 64
+        8,
+        16,
+        24,
+        40,
+        64,
     ]
     assert batch_size("auto", "gpu", 300) == 152
 
