@@ -3,9 +3,10 @@
 Shard ``s`` holds the rows with ``idx // shard_size == s``. Two kinds of task:
 
 1. ``write_fragments`` runs on every block the model stage emits (any rows, in any
-   order): it sorts them, splits them by shard and writes each piece as a fragment
-   file ``.fragments/<shard>/<first idx>.parquet``. It returns one small summary row
-   per piece (no embeddings), so the driver only counts.
+   order): it sorts them, splits them into runs of consecutive rows within a shard
+   and writes each run as a fragment file ``.fragments/<shard>/<first idx>.parquet``.
+   It returns one small summary row per run (no embeddings), so the driver only
+   counts.
 2. ``merge_shard`` runs once per shard after all blocks are done: it streams that
    shard's fragments, in index order, into one ``part-NNNNN.parquet``.
 
@@ -55,7 +56,11 @@ def write_fragments(
     idx, vectors = rows["idx"][order], rows["embedding"][order]
     errors = np.asarray(rows["error"])[order]
     shards = idx // shard_size
-    starts = np.flatnonzero(np.r_[True, shards[1:] != shards[:-1]])
+    # One fragment per run of consecutive rows within a shard: a block may join
+    # rows of several decode blocks (0-15 with 48-63), and only fragments that
+    # never interleave merge in row order by their first index.
+    breaks = (shards[1:] != shards[:-1]) | (idx[1:] != idx[:-1] + 1)
+    starts = np.flatnonzero(np.r_[True, breaks])
     summary: dict[str, list] = {
         k: [] for k in ("shard", "rows", "kept", "dim", "failed_idx", "failed_error")
     }

@@ -50,3 +50,14 @@ def test_blocks_in_any_order_become_ordered_shards_without_gaps(tmp_path: Path):
     np.testing.assert_array_equal(vectors[:, 0], np.array(kept, np.float32))
     names = sorted(p.name for p in tmp_path.glob("part-*.parquet"))
     assert names == [f"part-{k:05d}.parquet" for k in range(5)]
+
+
+def test_a_block_joining_rows_of_several_decode_blocks_merges_in_row_order(
+    tmp_path: Path,
+) -> None:
+    # The model stage batches decode blocks in arrival order: 0-1 with 6-7.
+    for rows in ([0, 1, 6, 7], [2, 3], [4, 5, 8, 9]):
+        write_fragments(block(rows), NAMES, str(tmp_path), shard_size=10)
+    assert merge_shard(str(tmp_path), 0, 0) == 10
+    table = pq.read_table(tmp_path / "part-00000.parquet")
+    assert table["filename"].to_pylist() == [f"img{i:03d}.png" for i in range(10)]
