@@ -83,13 +83,37 @@ def file_type(location: str) -> str:
     )
 
 
-def list_files(uri: str) -> list[str]:
-    """Every file under a remote prefix, relative to it, with ``/`` separators."""
-    fs, root = resolve(uri)
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+def list_files(location: str) -> list[str]:
+    """Every file under a directory or remote prefix, relative to it, with ``/``
+    separators; none if it does not exist."""
+    fs, root = _fs_path(location)
+    selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
     return [
-        info.path[len(root) + 1 :] for info in infos if info.type == pafs.FileType.File
+        info.path[len(root) + 1 :]
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File
     ]
+
+
+def local_path(location: str) -> Path | None:
+    """The local path of ``location``; None for a remote URI."""
+    return None if is_uri(location) else Path(location)
+
+
+def beside(location: str, name: str) -> str:
+    """The location of ``name`` in the directory (or prefix) that holds
+    ``location``: ``beside("s3://b/x/emb", ".emb.work")`` is ``"s3://b/x/.emb.work"``."""
+    if is_uri(location):
+        return f"{location.rstrip('/').rsplit('/', 1)[0]}/{name}"
+    return str(Path(location).absolute().parent / name)
+
+
+def base_name(location: str) -> str:
+    return (
+        location.rstrip("/").rsplit("/", 1)[-1]
+        if is_uri(location)
+        else Path(location).name
+    )
 
 
 def write_bytes(location: str, data: bytes) -> None:
@@ -162,8 +186,27 @@ def open_output(location: str) -> Iterator[pafs.NativeFile]:
 
 
 def write_parquet(table: pa.Table, location: str) -> None:
-    with open_output(location) as stream:
-        pq.write_table(table, stream)
+    """Writes ``table``; the file appears only complete (an object store's upload
+    does; a local file is written beside it and renamed)."""
+    if is_uri(location):
+        with open_output(location) as stream:
+            pq.write_table(table, stream)
+        return
+    tmp = f"{location}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open_output(tmp) as stream:
+            pq.write_table(table, stream)
+        os.replace(tmp, location)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_parquet_schema(location: str) -> pa.Schema:
+    """A parquet file's schema, with its key-value metadata (the footer only)."""
+    fs, path = _fs_path(location)
+    with fs.open_input_file(path) as f:
+        return pq.read_schema(f)
 
 
 def read_parquet(location: str) -> pa.Table:

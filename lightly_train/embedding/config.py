@@ -63,8 +63,7 @@ class EmbedConfig(Config):
     resume_interrupted: bool = Field(
         False,
         description="Continue an interrupted run with the same arguments: rows "
-        "saved in .<out name>.embed-work beside out are not embedded again "
-        "(torch, csv, lightly_csv).",
+        "saved in .<out name>.embed-work beside out are not embedded again.",
     )
     on_error: Literal["skip", "raise"] = Field(
         "skip",

@@ -36,7 +36,6 @@ from lightly_train.config import validate_config
 from lightly_train.data import storage
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles, list_image_files
-from lightly_train.embedding import shards
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.embedder import Embedder
 from lightly_train.embedding.failures import (
@@ -44,12 +43,16 @@ from lightly_train.embedding.failures import (
     raise_failure,
     write_failure_report,
 )
-from lightly_train.embedding.resume import WorkState, keep_progress, work_state
+from lightly_train.embedding.resume import (
+    ShardWork,
+    WorkState,
+    keep_progress,
+    work_state,
+)
 from lightly_train.embedding.writers import (
     SHARDED_WRITERS,
     WRITERS,
     Embeddings,
-    ShardedWriter,
 )
 from lightly_train.errors import (
     LightlyTrainError,
@@ -138,7 +141,7 @@ def embed(
         resume_interrupted: Continue an interrupted run to the same ``out`` with
             the same arguments and data: rows it saved (in the hidden work
             directory ``.<out name>.embed-work`` beside ``out``) are not embedded
-            again, and the output equals an uninterrupted run's. Not for parquet.
+            again, and the output equals an uninterrupted run's.
         on_error: ``"skip"``: leave images that cannot be decoded out and list
             them in ``<out>.failed.csv``; ``"raise"``: the first one fails the job
             with an error naming it, and nothing is written.
@@ -179,7 +182,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
     check_image_size(entry, config.size)
     files = list_image_files(config.data)
     state = work_state(config, files, out)
-    if state is not None and state.num_done:
+    if state.num_done:
         logger.info(
             f"Resuming: {state.num_done} of {len(files)} images are done; embedding "
             f"the other {len(files) - state.num_done}."
@@ -202,12 +205,10 @@ def run(config: EmbedConfig) -> EmbedSummary:
                 release_frames(ex)
                 raise
     except BaseException:
-        if state is not None:  # also when Ray did not start: no empty work dir
-            keep_progress(state)
+        keep_progress(state)  # also when Ray did not start: no empty work dir
         raise
     report = write_failure_report(out, failed)
-    if state is not None:
-        state.remove()
+    state.remove()
     summary = EmbedSummary(
         out, num_images, dim, failed, time.perf_counter() - start, report, logs
     )
@@ -220,11 +221,10 @@ def execute(
     entry: dict[str, Any],
     files: ImageFiles,
     out: str,
-    state: WorkState | None,
+    state: WorkState | ShardWork,
 ) -> tuple[int, int, dict[str, str]]:
     """Builds and runs the dataset on the connected Ray: (images, dim, failed)."""
-    sharded = SHARDED_WRITERS.get(config.format)
-    todo = None if state is None else np.flatnonzero(~state.done)
+    todo = np.flatnonzero(~state.done) if state.num_done else None
     num_todo = len(files) if todo is None else len(todo)
     plan = plan_actors(
         config.accelerator,
@@ -242,8 +242,7 @@ def execute(
     )
     blocks = manifest(files, plan, todo)
     if not blocks:  # a resumed run that had everything but the output
-        assert state is not None
-        return write_gathered(iter([]), files, out, config, state)
+        return write_output(None, files, out, config, plan, state)
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
         decode_batch,
@@ -277,12 +276,7 @@ def execute(
         compute=model_pool(plan),
     )
     try:
-        if sharded:
-            with output_location(out, directory=True) as target:
-                return write_shards(ds, sharded, files, target, config, plan)
-        assert state is not None
-        batches = ds.iter_batches(batch_size=None, batch_format="numpy")
-        return write_gathered(batches, files, out, config, state)
+        return write_output(ds, files, out, config, plan, state)
     except Exception as ex:
         if find_cause(ex, is_out_of_memory) is not None:
             raise LightlyTrainError(
@@ -323,6 +317,23 @@ def model_pool(plan: Plan) -> ray.data.ActorPoolStrategy:
     )
 
 
+def write_output(
+    ds: ray.data.Dataset | None,
+    files: ImageFiles,
+    out: str,
+    config: EmbedConfig,
+    plan: Plan,
+    state: WorkState | ShardWork,
+) -> tuple[int, int, dict[str, str]]:
+    """Runs ``ds`` (None: every row is done already) into the format's writer."""
+    if isinstance(state, ShardWork):
+        with output_location(out, directory=True) as target:
+            return write_shards(ds, state, files, target, config, plan)
+    batches = [] if ds is None else ds.iter_batches(batch_size=None,
+                                                    batch_format="numpy")  # fmt: skip
+    return write_gathered(batches, files, out, config, state)
+
+
 def write_gathered(
     batches: Iterable[dict[str, Any]],
     files: ImageFiles,
@@ -339,33 +350,43 @@ def write_gathered(
 
 
 def write_shards(
-    ds: ray.data.Dataset,
-    writer: ShardedWriter,
+    ds: ray.data.Dataset | None,
+    state: ShardWork,
     files: ImageFiles,
     directory: str,
     config: EmbedConfig,
     plan: Plan,
 ) -> tuple[int, int, dict[str, str]]:
-    """Tasks write each embedded block as per-shard fragments as it streams, then
-    one task per shard merges its fragments: no shuffle, and the driver only counts
-    rows per shard (a lost-row check like ``gather``'s)."""
-    names = ray.put(pa.array(files.filenames, pa.string()))
-    shard_size = config.shard_size
-    pieces = ds.map_batches(
-        writer.fragment,
-        fn_kwargs={"directory": directory, "shard_size": shard_size},
-        fn_args=(names,),
-        batch_size=None,
-        batch_format="numpy",
-        num_cpus=plan.decode_cpus,
-    )
-    counts: Counter[int] = Counter()  # rows seen per shard
-    kept: Counter[int] = Counter()  # rows written per shard
-    failed_idx: list[int] = []
-    failed_error: list[str] = []
+    """Tasks write each embedded block as per-shard fragments into the run's work
+    location as it streams, then one task per shard merges its fragments into
+    ``directory``: no shuffle, and the driver only counts rows per shard (a
+    lost-row check like ``gather``'s), those of an interrupted run's fragments
+    included."""
+    writer, shard_size = state.writer, config.shard_size
+    num_shards = math.ceil(len(files) / shard_size)
+    starts = np.arange(num_shards) * shard_size
+    # Rows per shard of earlier runs, and of them kept (not failed).
+    earlier = np.add.reduceat(state.done.view(np.uint8), starts, dtype=np.int64)
+    counts: Counter[int] = Counter(dict(enumerate(earlier.tolist())))
+    kept = counts.copy()
+    kept.subtract(Counter(i // shard_size for i in state.errors))
+    failed_idx, failed_error = list(state.errors), list(state.errors.values())
     dim = 0
-    progress = Progress(len(files), "Embedded")
-    for piece in pieces.iter_batches(batch_size=None, batch_format="pyarrow"):
+    progress = Progress(len(files) - state.num_done, "Embedded")
+    pieces = (
+        []
+        if ds is None
+        else ds.map_batches(
+            writer.fragment,
+            fn_kwargs={"work": state.work, "shard_size": shard_size,
+                       "on_error": config.on_error},
+            fn_args=(ray.put(pa.array(files.filenames, pa.string())),),
+            batch_size=None,
+            batch_format="numpy",
+            num_cpus=plan.decode_cpus,
+        ).iter_batches(batch_size=None, batch_format="pyarrow")
+    )  # fmt: skip
+    for piece in pieces:
         dim = max(dim, *piece["dim"].to_pylist())
         shard = piece["shard"].to_pylist()
         piece_rows = piece["rows"].to_pylist()
@@ -378,9 +399,9 @@ def write_shards(
             raise_failure(files.filenames[piece_failed[0]], piece_errors[0])
         failed_idx += piece_failed
         failed_error += piece_errors
+        state.new += sum(piece_rows)
         progress.update(sum(piece_rows), failed=len(piece_failed))
     progress.close()
-    num_shards = math.ceil(len(files) / shard_size)
     expected = Counter(
         {s: min(shard_size, len(files) - s * shard_size) for s in range(num_shards)}
     )
@@ -393,13 +414,23 @@ def write_shards(
     check_some_decoded(failed, len(files))
     written = [s for s in sorted(kept) if kept[s] > 0]  # part k: k-th of these
     merge = ray.remote(num_cpus=plan.decode_cpus)(writer.merge)
-    rows = ray.get([merge.remote(directory, s, k) for k, s in enumerate(written)])
-    storage.remove_tree(storage.join(directory, shards.FRAGMENTS))
+    rows = ray.get(
+        [merge.remote(state.work, directory, s, k) for k, s in enumerate(written)]
+    )
+    dim = dim or _parts_dim(directory)  # a resume with nothing left to embed
     parts = {f"part-{k:05d}.parquet": n for k, n in enumerate(rows)}
     manifest = {"parts": parts, "num_rows": sum(rows), "dim": dim}
     storage.write_bytes(storage.join(directory, storage.MANIFEST),
                         (json.dumps(manifest, indent=1) + "\n").encode())  # fmt: skip
     return sum(rows), dim, failed
+
+
+def _parts_dim(directory: str) -> int:
+    names = sorted(storage.list_names(directory))
+    if not names:
+        return 0
+    schema = storage.read_parquet_schema(storage.join(directory, names[0]))
+    return schema.field("embedding").type.list_size
 
 
 def manifest(

@@ -33,7 +33,7 @@ from lightly_train._io import atomic_path
 from lightly_train.data import storage
 from lightly_train.data.files import ImageFiles
 from lightly_train.embedding.config import EmbedConfig
-from lightly_train.embedding.writers import SHARDED_WRITERS, WRITERS
+from lightly_train.embedding.writers import SHARDED_WRITERS, ShardedWriter
 from lightly_train.errors import LightlyTrainError
 
 logger = logging.getLogger(__name__)
@@ -43,14 +43,16 @@ VERSION = 1
 NAMES_PER_UPDATE = 100_000
 
 
-def work_dir(out: str) -> Path:
-    """Where the progress of an ``embed`` to ``out`` is kept."""
-    if storage.is_uri(out):
+def work_dir(out: str, sharded: bool = False) -> str:
+    """Where the progress of an ``embed`` to ``out`` is kept: beside ``out``, on
+    its storage, where the tasks of every node write a sharded format's fragments.
+    A gathered format's memory map needs a local disk: for a remote ``out`` it lies
+    in the local cache, keyed by the URI."""
+    if not sharded and storage.local_path(out) is None:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         digest = hashlib.sha256(out.encode()).hexdigest()[:16]
-        return cache / "lightly-train" / "embed-work" / digest
-    path = Path(out).absolute()
-    return path.parent / f".{path.name}.embed-work"
+        return str(cache / "lightly-train" / "embed-work" / digest)
+    return storage.beside(out, f".{storage.base_name(out)}.embed-work")
 
 
 def fingerprint(config: EmbedConfig, files: ImageFiles) -> dict[str, Any]:
@@ -74,11 +76,11 @@ def fingerprint(config: EmbedConfig, files: ImageFiles) -> dict[str, Any]:
 
 
 class WorkState:
-    """The rows of one run: done, failed, and their vectors (once a batch has
-    shown the dimension)."""
+    """The rows of one run of a gathered format: done, failed, and their vectors
+    (once a batch has shown the dimension), in a local work directory."""
 
-    def __init__(self, work: Path, num_rows: int) -> None:
-        self.work = work
+    def __init__(self, work: str, num_rows: int) -> None:
+        self.work = Path(work)
         self.done = np.zeros(num_rows, dtype=bool)
         self.errors: dict[int, str] = {}
         self.vectors: np.ndarray | None = None
@@ -121,11 +123,61 @@ class WorkState:
     def remove(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
 
+    def load(self) -> None:
+        """Reads the progress saved in the work directory."""
+        work = self.work
+        if (work / "done.npy").is_file():
+            self.done = np.load(work / "done.npy")
+            errors = json.loads((work / "errors.json").read_text(encoding="utf-8"))
+            self.errors = {int(i): e for i, e in errors.items()}
+        if (work / "vectors.npy").is_file():
+            self.vectors = np.load(work / "vectors.npy", mmap_mode="r+")
+        else:
+            self.done[:] = False  # no vector was ever written
+
+
+class ShardWork:
+    """The rows of one run of a sharded format: the fragments its tasks wrote into
+    the work location, on the output's storage. A fragment is saved as soon as it
+    is written, so there is nothing else to save."""
+
+    def __init__(self, work: str, num_rows: int, writer: ShardedWriter) -> None:
+        self.work = work
+        self.done = np.zeros(num_rows, dtype=bool)  # by earlier runs
+        self.errors: dict[int, str] = {}
+        self.writer = writer
+        self.new = 0  # rows this run's fragments reported
+
+    @property
+    def num_done(self) -> int:
+        return int(self.done.sum()) + self.new
+
+    @property
+    def saved(self) -> int:
+        return int(self.writer.scan(self.work, len(self.done))[0].sum())
+
+    def save(self) -> None:
+        """Each fragment is saved when written; this counts them all, also those
+        whose rows did not reach the driver before a run stopped."""
+        self.load()
+        self.new = 0
+
+    def remove(self) -> None:
+        storage.remove_tree(self.work)
+
+    def load(self) -> None:
+        self.done, self.errors = self.writer.scan(self.work, len(self.done))
+
 
 def open_work(
-    out: str, expected: dict[str, Any], resume: bool, overwrite: bool
-) -> WorkState:
+    out: str,
+    expected: dict[str, Any],
+    resume: bool,
+    overwrite: bool,
+    writer: ShardedWriter | None = None,
+) -> WorkState | ShardWork:
     """The progress of the run to ``out``: new, or an interrupted run's to resume.
+    ``writer``: of a sharded format, else the format is gathered.
 
     Fails, writing nothing, when a leftover run is in the way or cannot be resumed.
     """
@@ -133,13 +185,19 @@ def open_work(
         raise LightlyTrainError(
             "Pass either resume_interrupted=True or overwrite=True, not both."
         )
-    work = work_dir(out)
+    work = work_dir(out, sharded=writer is not None)
     num_rows = int(expected["num_files"])
-    found = (work / "fingerprint.json").is_file()
+
+    def state() -> WorkState | ShardWork:
+        if writer is None:
+            return WorkState(work, num_rows)
+        return ShardWork(work, num_rows, writer)
+
+    where = storage.join(work, "fingerprint.json")
+    found = storage.file_type(where) == "file"
     if found and not resume and not overwrite:
-        saved = WorkState(work, num_rows).saved
         raise LightlyTrainError(
-            f"'{work}' holds an interrupted embed to '{out}' ({saved} of "
+            f"'{work}' holds an interrupted embed to '{out}' ({state().saved} of "
             f"{num_rows} images done). Pass resume_interrupted=True to continue it, "
             "or overwrite=True to start over."
         )
@@ -149,16 +207,11 @@ def open_work(
             f"('{work}' does not exist). Run without resume_interrupted."
         )
     if not resume:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        (work / "fingerprint.json").write_text(json.dumps(expected, indent=1) + "\n")
-        return WorkState(work, num_rows)
-    return load_work(work, expected)
-
-
-def load_work(work: Path, expected: dict[str, Any]) -> WorkState:
-    """The saved progress in ``work``, if it was made with ``expected``."""
-    stored = json.loads((work / "fingerprint.json").read_text())
+        storage.remove_tree(work)
+        with storage.open_output(where) as f:  # creates a local directory
+            f.write((json.dumps(expected, indent=1) + "\n").encode())
+        return state()
+    stored = json.loads(storage.read_bytes(where))
     changed = sorted(k for k in expected.keys() | stored.keys()
                      if expected.get(k) != stored.get(k))  # fmt: skip
     if changed:
@@ -167,40 +220,28 @@ def load_work(work: Path, expected: dict[str, Any]) -> WorkState:
             f"{', '.join(changed)}. Resume with the arguments and data of that run, "
             f"or pass overwrite=True (without resume_interrupted) to start over."
         )
-    state = WorkState(work, int(expected["num_files"]))
-    if (work / "done.npy").is_file():
-        state.done = np.load(work / "done.npy")
-        errors = json.loads((work / "errors.json").read_text(encoding="utf-8"))
-        state.errors = {int(i): e for i, e in errors.items()}
-    if (work / "vectors.npy").is_file():
-        state.vectors = np.load(work / "vectors.npy", mmap_mode="r+")
-    else:
-        state.done[:] = False  # no vector was ever written
-    return state
+    resumed = state()
+    resumed.load()
+    return resumed
 
 
-def work_state(config: EmbedConfig, files: ImageFiles, out: str) -> WorkState | None:
-    """The resumable progress of a gathered format's run (None for parquet)."""
-    if config.format in SHARDED_WRITERS:
-        if config.resume_interrupted:
-            raise LightlyTrainError(
-                f"resume_interrupted=True works for the formats gathered on the "
-                f"driver ({', '.join(WRITERS)}), not yet for {config.format}: run "
-                "it again without resume_interrupted."
-            )
-        return None
-    return open_work(
-        out, fingerprint(config, files), config.resume_interrupted,
-        config.overwrite,
-    )  # fmt: skip
+def work_state(
+    config: EmbedConfig, files: ImageFiles, out: str
+) -> WorkState | ShardWork:
+    """The resumable progress of the run."""
+    writer = SHARDED_WRITERS.get(config.format)
+    expected = fingerprint(config, files)
+    if writer is not None:
+        expected["shard_size"] = config.shard_size  # the fragments' shards
+    return open_work(out, expected, config.resume_interrupted, config.overwrite, writer)
 
 
-def keep_progress(state: WorkState) -> None:
+def keep_progress(state: WorkState | ShardWork) -> None:
     """After a failure or an interrupt: saves what is done, and says how to go on."""
+    state.save()
     if not state.num_done:
         state.remove()
         return
-    state.save()
     logger.warning(
         f"Stopped with {state.num_done} of {len(state.done)} images embedded, "
         f"saved in '{state.work}'. Continue with the same arguments and "

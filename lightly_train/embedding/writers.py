@@ -100,11 +100,15 @@ class ShardedWriter:
 
     pattern: str  # the names of its files, e.g. "part-*.parquet"
     fragment: Callable[..., pa.Table]
-    merge: Callable[[str, int, int], int]
+    merge: Callable[[str, str, int, int], int]  # (work, directory, shard, part)
+    scan: Callable[[str, int], tuple[np.ndarray, dict[int, str]]]  # for resuming
 
 
 SHARDED_WRITERS: dict[str, ShardedWriter] = {
     "parquet": ShardedWriter(
-        shards.PATTERN, shards.write_fragments, shards.merge_shard
+        shards.PATTERN,
+        shards.write_fragments,
+        shards.merge_shard,
+        shards.scan_fragments,
     ),
 }

@@ -16,13 +16,14 @@ import pytest
 
 from lightly_train.checkpoint import create_checkpoint
 from lightly_train.embedding import resume
-from lightly_train.embedding.resume import WorkState, load_work, open_work, work_dir
+from lightly_train.embedding.resume import WorkState, open_work, work_dir
+from lightly_train.embedding.shards import scan_fragments
 from lightly_train.errors import LightlyTrainError
 from tests.images import write_image, write_not_an_image
 
 EXE = str(Path(sys.executable).with_name("lightly-train"))
 NUM_IMAGES = 1500  # and one that cannot be decoded
-ARGS = ["format=csv", "image_size=96", "batch_size=8"]
+ARGS = ["image_size=96", "batch_size=8", "shard_size=600"]  # parquet: 3 parts
 
 
 def command(out: Path, data: Path, ckpt: Path, *extra: str) -> list[str]:
@@ -36,7 +37,8 @@ def environ() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """Images, a checkpoint, and the output of an uninterrupted run."""
+    """Images, a checkpoint, and the outputs of uninterrupted runs (``e.csv``,
+    ``e.parquet``) in a directory."""
     root = tmp_path_factory.mktemp("resume")
     data = root / "imgs"
     for i in range(NUM_IMAGES):
@@ -44,9 +46,11 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     write_not_an_image(data / "0100_broken.jpg")
     ckpt = create_checkpoint(root / "c.ckpt", model="torchvision/resnet18",
                              image_size=(96, 96))  # fmt: skip
-    reference = root / "reference" / "e.csv"
-    subprocess.run(command(reference, data, ckpt), check=True, env=environ(),
-                   capture_output=True, timeout=400)  # fmt: skip
+    reference = root / "reference"
+    for fmt in ("csv", "parquet"):
+        subprocess.run(command(reference / f"e.{fmt}", data, ckpt, f"format={fmt}"),
+                       check=True, env=environ(), capture_output=True,
+                       timeout=400)  # fmt: skip
     return data, ckpt, reference
 
 
@@ -66,36 +70,53 @@ def interrupt_past(fraction: float, cmd: list[str], signum: int) -> tuple[int, s
     return proc.returncode, "".join(lines) + rest
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def files_of(out: Path) -> dict[str, bytes]:
+    """An output's bytes: the file's, or each file's of a directory."""
+    if out.is_file():
+        return {"": out.read_bytes()}
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+@pytest.mark.parametrize(
+    ("signum", "fmt"), [(signal.SIGINT, "csv"), (signal.SIGTERM, "parquet")]
+)
 def test_interrupted_embed_resumes_to_the_same_output(
-    tmp_path: Path, job: tuple[Path, Path, Path], signum: int
+    tmp_path: Path, job: tuple[Path, Path, Path], signum: int, fmt: str
 ) -> None:
-    data, ckpt, reference = job
-    out = tmp_path / "e.csv"
-    code, output = interrupt_past(0.3, command(out, data, ckpt), signum)
+    data, ckpt, references = job
+    out, reference = tmp_path / f"e.{fmt}", references / f"e.{fmt}"
+    code, output = interrupt_past(
+        0.3, command(out, data, ckpt, f"format={fmt}"), signum
+    )
     assert code == 130, output
-    work = work_dir(str(out))
+    work = Path(work_dir(str(out), sharded=fmt == "parquet"))
     assert "resume_interrupted=True" in output and str(work) in output
     # Nothing but the work directory beside the output; no output yet.
     assert [p.name for p in tmp_path.iterdir()] == [work.name]
-    saved = int(np.load(work / "done.npy").sum())
+    saved = (
+        int(scan_fragments(str(work), NUM_IMAGES + 1)[0].sum())
+        if fmt == "parquet"
+        else int(np.load(work / "done.npy").sum())
+    )
     assert 0.3 * NUM_IMAGES <= saved < NUM_IMAGES + 1
 
     # Without resume_interrupted the leftover run is named, with both choices.
-    again = subprocess.run(command(out, data, ckpt), capture_output=True, text=True,
-                           env=environ(), timeout=400)  # fmt: skip
+    again = subprocess.run(command(out, data, ckpt, f"format={fmt}"),
+                           capture_output=True, text=True, env=environ(),
+                           timeout=400)  # fmt: skip
     assert again.returncode == 2
     assert str(work) in again.stderr and "resume_interrupted=True" in again.stderr
     assert "overwrite=True" in again.stderr
 
-    resumed = subprocess.run(command(out, data, ckpt, "resume_interrupted=true"),
+    resumed = subprocess.run(command(out, data, ckpt, f"format={fmt}",
+                                     "resume_interrupted=true"),
                              capture_output=True, text=True, env=environ(),
                              timeout=400)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     total = NUM_IMAGES + 1
     expected = f"Resuming: {saved} of {total} images are done; embedding the other "
     assert f"{expected}{total - saved}." in resumed.stderr
-    assert out.read_bytes() == reference.read_bytes()
+    assert files_of(out) == files_of(reference)
     failed = Path(f"{out}.failed.csv").read_text()
     assert failed == Path(f"{reference}.failed.csv").read_text()
     assert "0100_broken.jpg" in failed
@@ -130,10 +151,11 @@ def test_progress_is_saved_while_rows_arrive(
     state = open_work(out, fingerprint(), resume=False, overwrite=False)
     state.vectors_for(3)[[0, 2]] = [[1, 2, 3], [4, 5, 6]]
     state.add(np.array([0, 2]), {2: "OSError: bad"})  # not yet due: nothing saved
-    assert WorkState(state.work, 4).saved == 0
+    assert WorkState(str(state.work), 4).saved == 0
     monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)
     state.add(np.array([1]), {})
-    loaded = load_work(work_dir(out), fingerprint())
+    loaded = open_work(out, fingerprint(), resume=True, overwrite=False)
+    assert isinstance(loaded, WorkState)
     assert loaded.done.tolist() == [True, True, True, False]
     assert loaded.errors == {2: "OSError: bad"}
     assert loaded.vectors is not None and loaded.vectors[2].tolist() == [4, 5, 6]
