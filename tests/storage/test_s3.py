@@ -123,3 +123,44 @@ def test_export_to_s3(remote, tmp_path) -> None:
     local.write_bytes(storage.read_bytes(out))
     assert "conv1.weight" in torch.load(local, weights_only=True)
     assert not list(Path.cwd().glob("s3:*"))  # no local file named after the URI
+
+
+def test_interrupted_parquet_embed_to_s3_resumes_from_its_fragments_there(
+    ray_address: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    """The work prefix lies beside ``out`` on S3, where every node's tasks write
+    fragments; the CLI is stopped past 30% and resumed."""
+    import signal
+    import subprocess
+
+    from lightly_train.checkpoint import create_checkpoint
+    from tests.embedding.test_resume import EXE, environ, interrupt_past
+
+    local = tmp_path / "imgs"
+    for i in range(400):
+        write_image(local / f"{i:03d}.png", "RGB", size=(40, 30), seed=i)
+    upload_tree(local, f"{s3_bucket}/many")
+    ckpt = create_checkpoint(tmp_path / "c.ckpt", model="torchvision/resnet18",
+                             image_size=(64, 64))  # fmt: skip
+    args = {"format": "parquet", "image_size": 64, "batch_size": 8, "shard_size": 150}
+    out, work = f"{s3_bucket}/res/shards", f"{s3_bucket}/res/.shards.embed-work"
+    cmd = [EXE, "embed", f"out={out}", f"data={s3_bucket}/many", f"checkpoint={ckpt}",
+           *(f"{k}={v}" for k, v in args.items())]  # fmt: skip
+    code, output = interrupt_past(0.3, cmd, signal.SIGINT)
+    assert code == 130, output
+    assert work in output and "resume_interrupted=True" in output
+    saved = [n for n in storage.list_files(work) if n.startswith("fragments/")]
+    assert saved and storage.file_type(out) == "missing"
+
+    resumed = subprocess.run([*cmd, "resume_interrupted=true"], capture_output=True,
+                             text=True, env=environ(), timeout=400)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming: " in resumed.stderr
+    assert storage.file_type(work) == "missing"
+    reference = lightly_train.embed(out=tmp_path / "ref", data=local, checkpoint=ckpt,
+                                    **args)  # fmt: skip
+    names = sorted(p.name for p in Path(reference.out).iterdir())
+    assert sorted(storage.list_files(out)) == names
+    for name in names:  # the same bytes
+        got = storage.read_bytes(f"{out}/{name}")
+        assert got == (Path(reference.out) / name).read_bytes(), name
