@@ -5,15 +5,19 @@
 #   then on the GPU machine, from the project root, with .devkit carried along:
 #   source .devkit/setup.sh && bash benchmarks/gpu_check.sh
 #
-# Runs the GPU-marked unit tests if pytest is there, then benchmarks/gpu_check.py
-# (resnet50 @224 bf16 on 4000 generated 500x375 JPEGs) and prints its table.
-# Dry run without a GPU: bash benchmarks/gpu_check.sh --device cpu --num-images 200 \
-#   --model torchvision/resnet18 --batch-size 32 --seconds 3
+# Runs the GPU-marked tests if pytest is there (the Embedder, nvJPEG decode against
+# the CPU path, and embed end to end on a GPU), then benchmarks/gpu_check.py
+# (resnet50 @224 bf16 on 24000 links to 2048 generated 500x375 JPEGs) and prints
+# its table.
+# Dry run without a GPU: bash benchmarks/gpu_check.sh --device cpu --num-images 400 \
+#   --unique 100 --model torchvision/resnet18 --batch-size 32 --seconds 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 if python3 -c "import pytest" 2>/dev/null; then
-  timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests/embedding || true
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu -o addopts="" -rs \
+    tests/embedding/test_embedder.py tests/data/test_device_decode.py \
+    tests/embedding/test_pipeline.py || true
 fi
-timeout 300 python3 benchmarks/gpu_check.py "$@"
+PYTHONUNBUFFERED=1 timeout 420 python3 benchmarks/gpu_check.py "$@"

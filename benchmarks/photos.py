@@ -10,6 +10,7 @@ real photo of that size (no download needed).
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +32,29 @@ def sources() -> list[Image.Image]:
     return [Image.fromarray(getattr(data, name)()).convert("RGB") for name in PHOTOS]
 
 
-def make_photos(root: Path, n: int, size: tuple[int, int] = (500, 375)) -> list[Path]:
-    """Writes ``n`` JPEGs of ``size`` (width, height) named ``000000.jpg``, ..."""
+def make_photos(
+    root: Path, n: int, size: tuple[int, int] = (500, 375), processes: int = 1
+) -> list[Path]:
+    """Writes ``n`` JPEGs of ``size`` (width, height) named ``000000.jpg``, ...;
+    with ``processes`` > 1, in parallel (other crops, the same kind of photos)."""
     root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    if processes <= 1:
+        return _make(root, 0, n, size)
+    step = -(-n // processes)
+    firsts = list(range(0, n, step))
+    counts = [min(step, n - f) for f in firsts]
+    with ProcessPoolExecutor(processes) as pool:
+        parts = pool.map(_make, [root] * len(firsts), firsts, counts,
+                         [size] * len(firsts))  # fmt: skip
+        return [path for part in parts for path in part]
+
+
+def _make(root: Path, first: int, n: int, size: tuple[int, int]) -> list[Path]:
+    rng = np.random.default_rng(first)
     photos = sources()
     width, height = size
     paths = []
-    for i in range(n):
+    for i in range(first, first + n):
         photo = photos[i % len(photos)]
         scale = rng.uniform(0.6, 1.0)
         w, h = int(photo.width * scale), int(photo.height * scale)

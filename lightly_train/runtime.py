@@ -70,6 +70,12 @@ CPU_THREADS_PER_ACTOR = 4
 # costs a few percent of a forward on CPU, so a small share; the actors' torch
 # threads still cover every CPU (the OS shares the rest).
 DECODE_SHARE = 0.25
+# Model actors per GPU, and batches in flight in each (threads, each with its own
+# CUDA stream): one batch's host work, copies and JPEG decode overlap another's
+# forward. torchvision decodes JPEGs under one lock per process, so a second actor
+# on the same GPU is what decodes two batches at once (benchmarks/README.md).
+GPU_ACTORS_PER_DEVICE = 1
+GPU_CALLS_PER_ACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -83,9 +89,10 @@ class Plan:
     num_actors: int
     cpus_per_actor: float
     threads_per_actor: int
-    gpus_per_actor: int
+    gpus_per_actor: float
     decode_tasks: int | None  # at most this many at once; None: as free CPUs allow
     decode_cpus: float  # what one decode task reserves
+    calls_per_actor: int = 1  # batches one actor works on at once
 
 
 def resolve_accelerator(
@@ -137,8 +144,9 @@ def plan_actors(
 ) -> Plan:
     """Sizes the model actor pool and the decode tasks from the cluster's resources.
 
-    On GPUs: one actor per GPU (``devices`` of them), reserving one CPU for its
-    host work; decode tasks take whole CPUs, since there decoding is the work.
+    On GPUs: ``GPU_ACTORS_PER_DEVICE`` actors per GPU (``devices`` GPUs), each
+    reserving one CPU for its host work and running ``GPU_CALLS_PER_ACTOR`` batches
+    at once; decode tasks take whole CPUs, since there decoding is the work.
 
     On CPUs: actors of ``CPUs // 4`` torch threads, 1 to ``CPU_THREADS_PER_ACTOR``,
     that together cover every CPU of a node (2 CPUs: 2 actors x 1 thread; 8: 4 x
@@ -157,15 +165,25 @@ def plan_actors(
     decode = None if num_workers == "auto" else num_workers
     node = max(nodes) if nodes else cpus
     if resolve_accelerator(accelerator, devices, precision, cluster) == "gpu":
-        actors = max(1, min(gpus, max_actors or gpus)) if devices == "auto" else devices
-        if actors > gpus:
+        used = max(1, min(gpus, max_actors or gpus)) if devices == "auto" else devices
+        if used > gpus:
             logger.warning(
-                f"devices={actors} but the cluster has {gpus} GPUs now; "
+                f"devices={used} but the cluster has {gpus} GPUs now; "
                 "waiting for the autoscaler to add more."
             )
         gpus_per_node = max(1, gpus // max(1, len(nodes)))
-        threads = max(1, min(CPU_THREADS_PER_ACTOR, node // gpus_per_node))
-        return Plan("gpu", actors, 1, threads, 1, decode, 1)
+        per_gpu = GPU_ACTORS_PER_DEVICE
+        threads = max(1, min(CPU_THREADS_PER_ACTOR, node // (gpus_per_node * per_gpu)))
+        return Plan(
+            "gpu",
+            used * per_gpu,
+            cpus_per_actor=1,
+            threads_per_actor=threads,
+            gpus_per_actor=1 / per_gpu,
+            decode_tasks=decode,
+            decode_cpus=1,
+            calls_per_actor=GPU_CALLS_PER_ACTOR,
+        )
     if cpus < 2:
         raise LightlyTrainError(
             f"The Ray cluster has {cpus} CPU(s); embedding on CPU needs at least 2: "

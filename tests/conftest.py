@@ -64,8 +64,12 @@ def s3_bucket(s3_endpoint: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_address(s3_endpoint: str) -> Iterator[str]:
+def ray_address(request: pytest.FixtureRequest) -> Iterator[str]:
     """Starts a 2-CPU local Ray once; its GCS address lets subprocesses join it."""
+    # The S3 server's environment first, so Ray's workers inherit it (where moto
+    # is installed: the GPU check's machine runs the GPU tests without it).
+    if Path(sys.executable).with_name("moto_server").exists():
+        request.getfixturevalue("s3_endpoint")
     # address="local": never join another Ray running on this machine.
     context = ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield context.address_info["gcs_address"]

@@ -64,8 +64,12 @@ def load_image(data: bytes, image_size: tuple[int, int]) -> np.ndarray:
 
 def device_decodable(data: bytes) -> bool:
     """Whether a device JPEG decoder gives the same image as ``open_image``: a
-    colour or grey JPEG without an EXIF rotation (CMYK, rotated and non-JPEG files
-    are decoded on the CPU). Reads only the header."""
+    colour or grey JPEG without an EXIF rotation, that ends in its end-of-image
+    marker (CMYK, rotated, non-JPEG and cut-off files are decoded on the CPU, which
+    names a truncation that a hardware decoder may not). Reads only the header and
+    the last bytes."""
+    if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        return False
     try:
         with Image.open(io.BytesIO(data)) as image:
             return (
@@ -89,27 +93,34 @@ def decode_batch(
 
     Returns ``{"idx": (B,), "image": (B, H, W, 3) uint8, "error": (B,) str}``; a file
     that fails gets a black image and its error message, so one bad file never
-    fails the job. With ``device_jpeg``, plain JPEGs are not decoded here: their
-    bytes go on in a ``"jpeg"`` column (empty for the rows decoded here) for the
-    model's device to decode.
+    fails the job. With ``device_jpeg``, plain JPEGs are not decoded here, and no
+    row carries a black image for them: ``{"idx", "jpeg", "pixels", "error"}``,
+    where ``jpeg`` holds the file's bytes for the model's device to decode, and
+    ``pixels`` the ``(H, W, 3)`` uint8 bytes of a row decoded here (each empty
+    where unused).
     """
     height, width = image_size
     paths = batch["path"]
-    images = np.zeros((len(paths), height, width, 3), dtype=np.uint8)
     errors = np.full(len(paths), "", dtype=object)
-    jpeg = np.full(len(paths), b"", dtype=object)
+    if device_jpeg:
+        jpeg = np.full(len(paths), b"", dtype=object)
+        pixels = np.full(len(paths), b"", dtype=object)
+    else:
+        images = np.zeros((len(paths), height, width, 3), dtype=np.uint8)
     for i, path in enumerate(paths):
         try:
             data = read_file(str(path))
-            if device_jpeg and device_decodable(data):
+            if not device_jpeg:
+                images[i] = load_image(data, image_size)
+            elif device_decodable(data):
                 jpeg[i] = data
-                continue
-            images[i] = load_image(data, image_size)
+            else:
+                pixels[i] = load_image(data, image_size).tobytes()
         except UnidentifiedImageError:
             errors[i] = "not an image file PIL can read"
         except Exception as ex:  # any decoder error: PIL raises many kinds
             errors[i] = f"{type(ex).__name__}: {ex}"
-    out = {"idx": batch["idx"], "image": images, "error": errors.astype(str)}
     if device_jpeg:
-        out["jpeg"] = jpeg
-    return out
+        return {"idx": batch["idx"], "jpeg": jpeg, "pixels": pixels,
+                "error": errors.astype(str)}  # fmt: skip
+    return {"idx": batch["idx"], "image": images, "error": errors.astype(str)}

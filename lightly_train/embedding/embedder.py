@@ -37,6 +37,8 @@ class Embedder:
             CPU, one image takes another path than several), so only then is each
             image's embedding the same bits whatever else shares its batch: a
             resumed run's output equals an uninterrupted one's.
+        image_size: ``(height, width)`` of the images; needed for batches of
+            JPEG bytes (``decode_batch(..., device_jpeg=True)``).
 
     Example:
         >>> embedder = Embedder(load_checkpoint_entry("last.ckpt"))  # doctest: +SKIP
@@ -53,6 +55,7 @@ class Embedder:
         model: torch.nn.Module | None = None,
         compile: bool = False,
         batch_size: int | None = None,
+        image_size: tuple[int, int] | None = None,
     ) -> None:
         if isinstance(checkpoint, ray.ObjectRef):
             checkpoint = ray.get(checkpoint)
@@ -73,21 +76,20 @@ class Embedder:
         self.embed_dim = model_.embed_dim
         self.autocast_dtype = _AUTOCAST_DTYPES.get(precision)
         self.batch_size = batch_size
+        self.image_size = image_size
         self._local = threading.local()  # pinned buffer and stream of each thread
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``{"idx", "image" (B, H, W, 3) uint8, "error"[, "jpeg"]}`` -> ``{"idx",
-        "embedding" (B, D) float32, "error"}``; rows with an error get a zero
-        vector. Rows with ``jpeg`` bytes are decoded on the device first."""
+        """``{"idx", "image" (B, H, W, 3) uint8, "error"}`` or, from
+        ``decode_batch(..., device_jpeg=True)``, ``{"idx", "jpeg", "pixels",
+        "error"}`` -> ``{"idx", "embedding" (B, D) float32, "error"}``; rows with
+        an error get a zero vector."""
         errors = np.asarray(batch["error"]).astype(object)
         with self._stream():
-            images = self._to_device(batch["image"])  # (B, 3, H, W) uint8
-            if "jpeg" in batch:  # torchvision.io: imported where it is used
-                from lightly_train.data.device_decode import decode_on_device
-
-                if images.device.type == "cpu":  # decoded rows are written into it:
-                    images = images.clone()  # never into the caller's array
-                decode_on_device(batch["jpeg"], images, errors)
+            if "jpeg" in batch:
+                images = self._assemble(batch["jpeg"], batch["pixels"], errors)
+            else:
+                images = self._to_device(batch["image"])  # (B, 3, H, W) uint8
             ok = errors == ""
             out = np.zeros((len(ok), self.embed_dim), dtype=np.float32)
             if ok.any():
@@ -118,6 +120,28 @@ class Embedder:
             embeddings = self.model(x)
         return embeddings[:n].float().cpu().numpy()  # .cpu() waits for the stream
 
+    def _assemble(
+        self, jpeg: np.ndarray, pixels: np.ndarray, errors: np.ndarray
+    ) -> torch.Tensor:
+        """A batch of JPEG bytes (decoded here, on the device) and of rows the CPU
+        decoded -> ``(B, 3, H, W)`` uint8 on the device, NHWC memory. A row that
+        no decoder reads gets its error in ``errors``."""
+        # torchvision.io: imported where it is used, not by every CPU actor.
+        from lightly_train.data.device_decode import decode_on_device
+
+        if self.image_size is None:
+            raise ValueError("Embedder(image_size=...) is needed for JPEG batches.")
+        height, width = self.image_size
+        images = torch.zeros(
+            (len(jpeg), height, width, 3), dtype=torch.uint8, device=self.device
+        ).permute(0, 3, 1, 2)
+        rows = [i for i, data in enumerate(pixels) if len(data) > 0]
+        if rows:
+            host = np.frombuffer(b"".join(pixels[rows]), dtype=np.uint8)
+            images[rows] = self._to_device(host.reshape(len(rows), height, width, 3))
+        decode_on_device(jpeg, images, errors)
+        return images
+
     def _to_device(self, images: np.ndarray) -> torch.Tensor:
         """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` uint8 on the device, whose
         memory is NHWC: channels_last without a copy."""
@@ -125,13 +149,21 @@ class Embedder:
             images = images.copy()
         x = torch.from_numpy(np.ascontiguousarray(images))
         if self.device.type == "cuda":
+            # One pinned buffer per thread, as large as the largest batch yet
+            # (pinning memory is slow: never per batch).
             pinned, copied = getattr(self._local, "pinned", (None, None))
-            if pinned is None or pinned.shape != x.shape:
-                pinned, copied = torch.empty_like(x).pin_memory(), torch.cuda.Event()
+            if (
+                pinned is None
+                or pinned.shape[1:] != x.shape[1:]
+                or len(pinned) < len(x)
+            ):
+                pinned = torch.empty_like(x).pin_memory()
+                copied = torch.cuda.Event()
                 self._local.pinned = (pinned, copied)
             copied.synchronize()  # the previous copy out of this buffer is done
-            pinned.copy_(x)
-            x = pinned.to(self.device, non_blocking=True)
+            staged = pinned[: len(x)]
+            staged.copy_(x)
+            x = staged.to(self.device, non_blocking=True)
             copied.record()
         return x.permute(0, 3, 1, 2)
 

@@ -269,6 +269,7 @@ def execute(
             "model": config.model,
             "compile": config.compile,
             "batch_size": batch,  # the same bits for an image in any batch
+            "image_size": config.size,
         },
         batch_size=batch,
         num_cpus=plan.cpus_per_actor,
@@ -306,13 +307,14 @@ def batch_size(
 
 
 def model_pool(plan: Plan) -> ray.data.ActorPoolStrategy:
-    """A fixed pool; on GPUs two calls per actor run at once (each on its own CUDA
-    stream), so one batch's host work and copies overlap the other's compute."""
-    if plan.accelerator != "gpu":
+    """A fixed pool; on GPUs several calls per actor run at once (each on its own
+    CUDA stream), so one batch's host work, copies and JPEG decode overlap
+    another's compute."""
+    if plan.calls_per_actor <= 1:
         return ray.data.ActorPoolStrategy(size=plan.num_actors)
     return ray.data.ActorPoolStrategy(
         size=plan.num_actors,
-        max_concurrent_calls_per_actor=2,
+        max_concurrent_calls_per_actor=plan.calls_per_actor,
         enable_true_multi_threading=True,
     )
 

@@ -15,6 +15,16 @@ from lightly_train.embedding.embedder import Embedder
 from tests.images import write_exif_rotated_jpeg, write_image, write_truncated_jpeg
 
 SIZE = (48, 64)  # (height, width)
+# The same code on CPU (torchvision's libjpeg decoder) and, where there is one, on
+# a CUDA GPU (nvJPEG).
+NO_GPU = not torch.cuda.is_available()
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(NO_GPU, reason="needs a CUDA GPU")],
+    ),
+]
 # Largest per-pixel difference (of 255) between the two decoders, and the mean.
 # PIL decodes a JPEG 2x or more larger than the target at a reduced DCT scale
 # before resizing; the device decodes it whole. Measured on photos of 64x48 to
@@ -60,9 +70,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_only_plain_jpegs_go_to_the_device(files: dict[str, Path]) -> None:
-    expected = {"photo0", "photo1", "photo2", "photo3", "grey", "truncated"}
+    expected = {"photo0", "photo1", "photo2", "photo3", "grey"}
     device = {k for k, f in files.items() if device_decodable(f.read_bytes())}
-    assert device == expected  # rotated, CMYK, PNG and garbage: the CPU path
+    assert device == expected  # rotated, CMYK, PNG, cut off, garbage: the CPU path
+    cut = files["photo0"].read_bytes()[:-100]
+    assert not device_decodable(cut)  # a valid header does not make it whole
 
 
 def run_both(files: dict[str, Path]) -> tuple[dict, dict]:
@@ -74,30 +86,44 @@ def run_both(files: dict[str, Path]) -> tuple[dict, dict]:
     return decode_batch(batch, SIZE), decode_batch(batch, SIZE, device_jpeg=True)
 
 
-def test_device_decode_matches_the_cpu_path(files: dict[str, Path]) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_decode_matches_the_cpu_path(
+    files: dict[str, Path], device: str
+) -> None:
     names = sorted(files)
     cpu, dev = run_both(files)
+    assert "image" not in dev  # no black images travel for the device's rows
     on_device = np.array([len(b) > 0 for b in dev["jpeg"]])
-    assert not dev["image"][on_device].any()  # bytes only: nothing decoded yet
-    np.testing.assert_array_equal(dev["image"][~on_device], cpu["image"][~on_device])
-    images = torch.from_numpy(dev["image"].copy()).permute(0, 3, 1, 2)
+    decoded_here = np.array([len(b) > 0 for b in dev["pixels"]])
+    assert not (on_device & decoded_here).any()
+    # Every row that did not fail is in exactly one of the two columns.
+    assert list(on_device | decoded_here) == [
+        n in ("photo0", "photo1", "photo2", "photo3", "grey") or not cpu["error"][i]
+        for i, n in enumerate(names)
+    ]
+    for i in np.flatnonzero(decoded_here):
+        here = np.frombuffer(dev["pixels"][i], np.uint8).reshape(*SIZE, 3)
+        np.testing.assert_array_equal(here, cpu["image"][i])
+    images = torch.zeros((len(names), 3, *SIZE), dtype=torch.uint8, device=device)
     errors = dev["error"].astype(object)
     decode_on_device(dev["jpeg"], images, errors)
     assert list(errors) == list(cpu["error"])  # same failures, same messages
-    decoded = images.permute(0, 2, 3, 1).numpy().astype(int)
+    decoded = images.permute(0, 2, 3, 1).cpu().numpy().astype(int)
     for i, name in enumerate(names):
-        if cpu["error"][i]:
+        if cpu["error"][i] or decoded_here[i]:
             continue
         diff = np.abs(decoded[i] - cpu["image"][i].astype(int))
         assert diff.max() <= MAX_DIFF, name
         assert diff.mean() <= MEAN_DIFF, name
 
 
+@pytest.mark.parametrize("device", DEVICES)
 def test_embedder_decodes_jpeg_rows_and_embeds_like_the_cpu_path(
-    files: dict[str, Path], checkpoint: Path
+    files: dict[str, Path], checkpoint: Path, device: str
 ) -> None:
     cpu, dev = run_both(files)
-    embedder = Embedder(load_checkpoint_entry(checkpoint))
+    entry = load_checkpoint_entry(checkpoint)
+    embedder = Embedder(entry, device=device, image_size=SIZE)
     a, b = embedder(cpu), embedder(dev)
     assert list(a["error"]) == list(b["error"])
     ok = a["error"] == ""
@@ -108,13 +134,16 @@ def test_embedder_decodes_jpeg_rows_and_embeds_like_the_cpu_path(
     assert not b["embedding"][~ok].any()
 
 
-def test_a_device_failure_falls_back_to_pil_per_image(files: dict[str, Path]) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_device_failure_falls_back_to_pil_per_image(
+    files: dict[str, Path], device: str
+) -> None:
     """One bad row in a device batch must not fail the other rows."""
     data = np.array([files["photo1"].read_bytes(), b"\xff\xd8\xff" + b"x" * 50], object)
-    images = torch.zeros((2, 3, *SIZE), dtype=torch.uint8)
+    images = torch.zeros((2, 3, *SIZE), dtype=torch.uint8, device=device)
     errors = np.array(["", ""], dtype=object)
     decode_on_device(data, images, errors)
     assert errors[0] == "" and errors[1] != ""
     expected = load_image(files["photo1"].read_bytes(), SIZE)
-    diff = np.abs(images[0].permute(1, 2, 0).numpy().astype(int) - expected)
+    diff = np.abs(images[0].permute(1, 2, 0).cpu().numpy().astype(int) - expected)
     assert diff.max() <= MAX_DIFF

@@ -247,13 +247,27 @@ def test_manifest_lists_the_images(
     np.testing.assert_allclose(data["embeddings"][index], first, atol=1e-4)
 
 
+NO_GPU = not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize(
+    "accelerator",
+    [
+        "cpu",
+        pytest.param(
+            "gpu",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(NO_GPU, reason="needs a GPU")],
+        ),
+    ],
+)
 def test_model_side_jpeg_decode_matches_decode_tasks(
-    ray_address: str, tmp_path: Path, checkpoint: Path, tree
+    ray_address: str, tmp_path: Path, checkpoint: Path, tree, accelerator: str
 ) -> None:
-    """jpeg_decode="model" (what GPUs use, here with torchvision's CPU decoder):
+    """jpeg_decode="model" (what GPUs use, on CPU with torchvision's CPU decoder):
     the same rows, the same failures, embeddings within the decoders' tolerance."""
     root, _ = tree
-    args = {"data": root, "checkpoint": checkpoint, "image_size": SIZE}
+    args = {"data": root, "checkpoint": checkpoint, "image_size": SIZE,
+            "accelerator": accelerator}  # fmt: skip
     tasks = lightly_train.embed(out=tmp_path / "t.pth", jpeg_decode="tasks", **args)
     model = lightly_train.embed(out=tmp_path / "m.pth", jpeg_decode="model", **args)
     assert model.failed == tasks.failed
