@@ -7,16 +7,18 @@ Prints, in one table (and writes it as JSON to ``--json``, default ``$OUT``):
   256, bf16 autocast, channels_last); ``torch.compile``'s, last, in a subprocess
   with a time limit;
 - GPU decode limit: ``decode_on_device`` (``torchvision.io.decode_jpeg`` with
-  nvJPEG, then the antialiased resize) on batches of the photos' bytes;
+  nvJPEG, then the antialiased resize, in float32 and in float16) on batches of
+  the photos' bytes;
 - actor work: the Embedder on ``decode_batch(..., device_jpeg=True)`` batches
   (decode, resize, forward), in 1 and 2 threads: an actor's rate without Ray;
 - CPU decode limit: PIL read + decode + resize in one process per CPU;
+- a fresh model actor's start-up, step by step (imports, CUDA, model, batches);
 - embed (``lightly_train.embed`` on one local Ray, after a warm-up run), for each
   plan (JPEG decode on the model's device or in CPU tasks; actors per GPU; batches
-  in flight per actor): the steady rate (marginal between a quarter of the photos
-  and all of them, so the actor pool's start-up cancels) against
-  ``min(model limit, decode limit)`` of its path, the rate end to end on all
-  photos, and the GPU's mean utilisation during that run.
+  in flight per actor; batch size): the steady rate (between the first and the
+  last progress line, 10% and 90% of the photos, so the actor pool's start-up
+  and the tail are out) against ``min(model limit, decode limit)`` of its path,
+  the rate end to end with the start-up, and the GPU's mean utilisation.
 
 ``--num-images`` files are links to ``--unique`` generated photos (page cache, as
 a warm dataset). ``--device cpu --num-images 400 --unique 100 --model
@@ -27,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,14 +49,18 @@ from photos import make_photos  # noqa: E402
 
 from lightly_train import runtime  # noqa: E402
 from lightly_train.checkpoint import create_checkpoint, load_checkpoint_entry  # noqa: E402
+from lightly_train.data import device_decode  # noqa: E402
 from lightly_train.data.decode import decode_batch, load_image  # noqa: E402
 from lightly_train.data.device_decode import decode_on_device  # noqa: E402
 from lightly_train.embedding.embedder import Embedder  # noqa: E402
 
 SIZE = (224, 224)
 PRECISION = "bf16-mixed"
-# (jpeg_decode, actors per GPU, batches in flight per actor)
-PLANS = [("model", 1, 2), ("model", 2, 2), ("model", 1, 4), ("tasks", 1, 2)]
+# (jpeg_decode, actors per GPU, batches in flight per actor, batch size)
+PLANS = [("model", 1, 2, 256), ("model", 1, 2, 512), ("model", 2, 2, 256),
+         ("tasks", 1, 2, 256)]  # fmt: skip
+SHIPPED_RESIZE = dict(device_decode.RESIZE_DTYPES)
+PROGRESS = re.compile(r"Embedded (\d+)/(\d+) images")
 
 
 def rate(fn: Callable[[int], int], seconds: float, sync: Callable[[], None]) -> float:
@@ -144,44 +152,174 @@ def model_rate(embedder: Embedder, args: argparse.Namespace) -> float:
     return rate(lambda i: len(embedder.embed(inputs[i % 4])), args.seconds, sync)
 
 
+class ProgressLines(logging.Handler):
+    """Collects ``embed``'s progress lines (every 10% when not on a terminal) as
+    ``(time, images done)``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.points: list[tuple[float, int]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = PROGRESS.search(record.getMessage())
+        if match:
+            self.points.append((record.created, int(match.group(1))))
+
+
 def embed_plans(args, root, unique, ckpt, limits, add) -> None:
     import ray
 
     import lightly_train
 
-    small = link_photos(unique, root / "small", args.num_images // 4)
     large = link_photos(unique, root / "large", args.num_images)
     # One Ray for every run, so the timed runs pay no Ray start-up.
     ray.init(address="local", include_dashboard=False,
              _system_config={"worker_niceness": 0})  # fmt: skip
     accelerator = "gpu" if args.device == "cuda" else "cpu"
+    lines = ProgressLines()
+    logger = logging.getLogger("lightly_train._progress")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(lines)
 
-    def run(data: Path, mode: str) -> float:
-        start = time.perf_counter()
+    def run(data: Path, mode: str, batch: int) -> float:
+        lines.points.clear()
+        start = time.time()
         lightly_train.embed(
             out=root / "e.pth", data=data, checkpoint=ckpt, precision=PRECISION,
             jpeg_decode=mode, overwrite=True, accelerator=accelerator,
-            batch_size=args.batch_size,
+            batch_size=batch,
         )  # fmt: skip
-        return time.perf_counter() - start
+        return start
 
-    run(small, "model")  # warm-up: Ray's worker processes, the page cache
-    for mode, per_gpu, calls in PLANS:
+    run(large, "model", args.batch_size)  # warm-up: Ray's workers, the page cache
+    for mode, per_gpu, calls, batch in PLANS:
+        label = f"jpeg_decode={mode}, {per_gpu} actor/GPU x {calls}, batch {batch}"
         if time.monotonic() > args.deadline:
-            add(f"embed {mode} {per_gpu}x{calls}", float("nan"), "skipped: time")
+            add(f"embed {label}", float("nan"), "skipped: time")
             continue
         runtime.GPU_ACTORS_PER_DEVICE, runtime.GPU_CALLS_PER_ACTOR = per_gpu, calls
-        t_small = run(small, mode)
         with GpuLoad(args.device) as load:
-            t_large = run(large, mode)
-        steady = (args.num_images - args.num_images // 4) / (t_large - t_small)
+            start = run(large, mode, batch)
+        wall = time.time() - start
+        # The steady rate: between the first and the last progress line (10% and
+        # 90% of the images), so the actor pool's start-up and the tail are out.
+        (t0, d0), (t1, d1) = lines.points[0], lines.points[-1]
+        steady = (d1 - d0) / (t1 - t0)
+        startup = t0 - start - d0 / steady
         bound = min(limits["forward"], limits[mode])  # limits[mode]: its decode
-        label = f"jpeg_decode={mode}, {per_gpu} actor(s)/GPU x {calls} in flight"
         add(f"embed steady, {label}", steady,
             f"{steady / bound:.2f} x min(model, decode)")  # fmt: skip
-        add(f"  end to end, {args.num_images} photos", args.num_images / t_large,
-            f"wall {t_large:.1f} s, GPU busy {load.mean:.0f}%")  # fmt: skip
+        add(f"  end to end, {args.num_images} photos", args.num_images / wall,
+            f"wall {wall:.1f} s, start-up {startup:.1f} s, "
+            f"GPU busy {load.mean:.0f}%")  # fmt: skip
     ray.shutdown()
+
+
+# A fresh model actor's start, step by step, in a new process (argv: checkpoint,
+# photos directory, device).
+STARTUP_PROBE = """
+import sys, time
+marks = [("python", time.perf_counter())]
+import torch
+marks.append(("import torch", time.perf_counter()))
+import torchvision
+marks.append(("import torchvision", time.perf_counter()))
+ckpt, photos, device = sys.argv[1:]
+torch.zeros(1, device=device)
+marks.append(("device init", time.perf_counter()))
+from pathlib import Path
+import numpy as np
+from lightly_train.checkpoint import load_checkpoint_entry
+from lightly_train.data.decode import decode_batch
+from lightly_train.embedding.embedder import Embedder
+entry = load_checkpoint_entry(ckpt)
+embedder = Embedder(entry, device, "bf16-mixed", image_size=(224, 224))
+marks.append(("model", time.perf_counter()))
+paths = np.array([str(p) for p in sorted(Path(photos).glob("*.jpg"))[:256]])
+batch = decode_batch({"idx": np.arange(len(paths)), "path": paths}, (224, 224),
+                     device_jpeg=True)
+embedder(batch)
+marks.append(("first batch", time.perf_counter()))
+embedder(batch)
+marks.append(("second batch", time.perf_counter()))
+print("STARTUP " + ", ".join(f"{name} {t - marks[i][1]:.2f} s"
+                             for i, (name, t) in enumerate(marks[1:])))
+"""
+
+
+def startup_probe(ckpt: Path, photos: Path, device: str) -> str:
+    done = subprocess.run([sys.executable, "-c", STARTUP_PROBE, str(ckpt),
+                           str(photos), device], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    out = [x for x in done.stdout.splitlines() if x.startswith("STARTUP")]
+    return out[0][8:] if out else (done.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def measure_limits(args, unique: list[Path], ckpt: Path, add) -> dict[str, float]:
+    """The model's, the device decoder's and the CPUs' limits, and an actor's
+    work without Ray: ``{"forward", "model" (device decode), "tasks" (PIL)}``."""
+    device, batch = args.device, args.batch_size
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    embedder = Embedder(load_checkpoint_entry(ckpt), device, PRECISION, image_size=SIZE)
+    limits = {"forward": model_rate(embedder, args)}
+    add("model limit (eager, channels_last)", limits["forward"], f"batch {batch}")
+    jpegs = [np.array([p.read_bytes() for p in unique[i : i + batch]], object)
+             for i in range(0, len(unique) - batch + 1, batch)]  # fmt: skip
+    target = torch.zeros((batch, 3, *SIZE), dtype=torch.uint8, device=device)
+    errors = np.full(batch, "", dtype=object)
+    resized = {}
+    for dtype in (torch.float32, torch.float16):
+        device_decode.RESIZE_DTYPES[device] = dtype
+        try:
+            resized[dtype] = rate(
+                lambda i: decode_on_device(jpegs[i % len(jpegs)], target, errors)
+                or batch, args.seconds, sync,
+            )  # fmt: skip
+        except RuntimeError as ex:  # e.g. no float16 resize on this device
+            resized[dtype] = float("nan")
+            print(f"[gpu_check] resize in {dtype}: {ex}")
+        add(f"decode limit ({device}: decode_jpeg + resize in {dtype})",
+            resized[dtype])  # fmt: skip
+    device_decode.RESIZE_DTYPES.clear()  # back to what ships
+    device_decode.RESIZE_DTYPES.update(SHIPPED_RESIZE)
+    limits["model"] = resized[SHIPPED_RESIZE.get(device, torch.float32)]
+    batches = [decode_batch({"idx": np.arange(batch), "path": np.array(
+        [str(p) for p in unique[i : i + batch]])}, SIZE, device_jpeg=True)
+        for i in range(0, len(unique) - batch + 1, batch)]  # fmt: skip
+    for threads in (1, 2):
+        add(f"actor work without Ray (decode+forward), {threads} thread(s)",
+            actor_work(embedder, batches, threads))  # fmt: skip
+    del embedder
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    paths = [unique[i % len(unique)]
+             for i in range(max(args.num_images // 4, len(unique)))]  # fmt: skip
+    limits["tasks"] = cpu_decode_limit(paths)
+    add(f"decode limit (PIL, {os.cpu_count()} CPUs)", limits["tasks"],
+        f"{limits['tasks'] / (os.cpu_count() or 1):.0f} per core")  # fmt: skip
+    return limits
+
+
+def measure_compile(args, ckpt: Path, forward: float, add) -> None:
+    """``torch.compile``'s model limit, in a subprocess with the time that is left."""
+    left = max(30.0, args.deadline - time.monotonic() + 60)
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--compile-only", str(ckpt),
+             "--device", args.device, "--model", args.model, "--batch-size",
+             str(args.batch_size), "--seconds", str(args.seconds)],
+            capture_output=True, text=True, timeout=left,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        add("model limit (torch.compile)", float("nan"), f"not done in {left:.0f} s")
+        return
+    out = [x for x in done.stdout.splitlines() if x.startswith("COMPILED")]
+    if not out:
+        why = (done.stderr.strip().splitlines() or ["failed"])[-1][:80]
+        add("model limit (torch.compile)", float("nan"), why)
+        return
+    compiled = float(out[0].split()[1])
+    add("model limit (torch.compile)", compiled, f"{compiled / forward:.2f} x eager")
 
 
 def main() -> None:
@@ -195,72 +333,31 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=270.0, help="seconds")
     parser.add_argument("--json", default=os.environ.get("OUT", "."))
     parser.add_argument("--compile-only", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
     args.deadline = time.monotonic() + args.budget
     if args.compile_only:  # the subprocess: one number
         print(f"COMPILED {compile_rate(args, args.compile_only):.1f}")
         return
-    device, batch = args.device, args.batch_size
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     rows: list[tuple[str, float, str]] = []
 
     def add(label: str, value: float, note: str = "") -> None:
         rows.append((label, value, note))
-        print(f"[gpu_check] {label:60s} {value:9.1f} images/s  {note}", flush=True)
+        print(f"[gpu_check] {label:62s} {value:9.1f} images/s  {note}", flush=True)
 
-    limits: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         unique = make_photos(root / "unique", args.unique, processes=os.cpu_count())
         ckpt = create_checkpoint(root / "m.ckpt", model=args.model)
-        entry = load_checkpoint_entry(ckpt)
-        embedder = Embedder(entry, device, PRECISION, image_size=SIZE)
-        forward = limits["forward"] = model_rate(embedder, args)
-        add("model limit (eager, channels_last)", forward, f"batch {batch}")
-        jpegs = [np.array([p.read_bytes() for p in unique[i : i + batch]], object)
-                 for i in range(0, len(unique) - batch + 1, batch)]  # fmt: skip
-        target = torch.zeros((batch, 3, *SIZE), dtype=torch.uint8, device=device)
-        errors = np.full(batch, "", dtype=object)
-        limits["model"] = rate(
-            lambda i: decode_on_device(jpegs[i % len(jpegs)], target, errors) or batch,
-            args.seconds, sync,
-        )  # fmt: skip
-        add(f"decode limit ({device}: decode_jpeg + resize)", limits["model"])
-        batches = [decode_batch({"idx": np.arange(batch), "path": np.array(
-            [str(p) for p in unique[i : i + batch]])}, SIZE, device_jpeg=True)
-            for i in range(0, len(unique) - batch + 1, batch)]  # fmt: skip
-        for threads in (1, 2):
-            add(f"actor work without Ray (decode+forward), {threads} thread(s)",
-                actor_work(embedder, batches, threads))  # fmt: skip
-        del embedder
-        torch.cuda.empty_cache() if device == "cuda" else None
-        paths = [unique[i % len(unique)] for i in range(max(args.num_images // 2,
-                                                             len(unique)))]  # fmt: skip
-        limits["tasks"] = cpu_decode_limit(paths)
-        add(f"decode limit (PIL, {os.cpu_count()} CPUs)", limits["tasks"],
-            f"{limits['tasks'] / (os.cpu_count() or 1):.0f} per core")  # fmt: skip
+        limits = measure_limits(args, unique, ckpt, add)
+        probe = startup_probe(ckpt, root / "unique", args.device)
+        print(f"[gpu_check] a fresh model actor: {probe}", flush=True)
         embed_plans(args, root, unique, ckpt, limits, add)
-        left = args.deadline - time.monotonic() + 60
-        try:
-            done = subprocess.run(
-                [sys.executable, __file__, "--compile-only", str(ckpt),
-                 "--device", device, "--model", args.model, "--batch-size",
-                 str(batch), "--seconds", str(args.seconds)],
-                capture_output=True, text=True, timeout=max(30, left),
-            )  # fmt: skip
-            out = [x for x in done.stdout.splitlines() if x.startswith("COMPILED")]
-            compiled = float(out[0].split()[1]) if out else float("nan")
-            note = (
-                f"{compiled / forward:.2f} x eager"
-                if out
-                else (done.stderr.strip().splitlines() or ["failed"])[-1][:80]
-            )
-        except subprocess.TimeoutExpired:
-            compiled, note = float("nan"), f"not done in {max(30, left):.0f} s"
-        add("model limit (torch.compile)", compiled, note)
-    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+        if not args.no_compile:
+            measure_compile(args, ckpt, limits["forward"], add)
+    name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     title = (
-        f"{args.model} @224 {PRECISION}, batch {batch}, {args.num_images} "
+        f"{args.model} @224 {PRECISION}, batch {args.batch_size}, {args.num_images} "
         f"photos 500x375 ({args.unique} unique), {name}, {os.cpu_count()} CPUs"
     )
     print(f"\n{title}")  # fmt: skip

@@ -55,13 +55,19 @@ def decode_on_device(
         images[[rows[k] for k in ks]] = resize(batch, size)
 
 
+# The resize's working precision per device type: on a GPU, float16 halves its
+# memory traffic (it accumulates in float32, and 0-255 are exact in float16); on
+# CPU, float32.
+RESIZE_DTYPES = {"cuda": torch.float16}
+
+
 def resize(images: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """``(B, 3, h, w)`` uint8 -> ``(B, 3, *size)`` uint8, antialiased bilinear."""
     if tuple(images.shape[2:]) == size:
         return images
-    x = F.interpolate(
-        images.float(), size=size, mode="bilinear", antialias=True, align_corners=False
-    )
+    dtype = RESIZE_DTYPES.get(images.device.type, torch.float32)
+    x = images.to(dtype)
+    x = F.interpolate(x, size, mode="bilinear", antialias=True, align_corners=False)
     return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
