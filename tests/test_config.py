@@ -175,7 +175,7 @@ def test_validate_config__defaults() -> None:
 def test_auto_batch_size_per_accelerator() -> None:
     from lightly_train.embedding.pipeline import batch_size
 
-    assert (batch_size("auto", "cpu"), batch_size("auto", "gpu")) == (64, 256)
+    assert (batch_size("auto", "cpu"), batch_size("auto", "gpu")) == (64, 512)
     assert batch_size(7, "gpu") == 7
     # A small job: batches that split it evenly (every batch is padded to the size).
     assert [batch_size("auto", "cpu", n) for n in (1, 16, 20, 65, 1800)] == [

@@ -35,7 +35,7 @@ class EmbedConfig(Config):
     batch_size: PositiveInt | Literal["auto"] = Field(
         "auto",
         description="Images per model forward; auto: 64 on CPU (faster than 128 "
-        "on 2 cores), 256 per GPU.",
+        "on 2 cores), 512 per GPU.",
     )
     num_workers: PositiveInt | Literal["auto"] = Field(
         "auto", description="Parallel image decode tasks; auto uses the free CPUs."
