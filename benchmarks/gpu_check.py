@@ -191,8 +191,11 @@ def embed_plans(args, root, unique, ckpt, limits, add) -> None:
         )  # fmt: skip
         return start
 
-    run(large, "model", args.batch_size)  # warm-up: Ray's workers, the page cache
-    for mode, per_gpu, calls, batch in PLANS:
+    # Warm-up: Ray's worker processes, and the page cache (the links' targets).
+    run(root / "unique", "model", args.batch_size)
+    chosen = (PLANS if args.plans == "all"
+              else [PLANS[int(i)] for i in args.plans.split(",")])  # fmt: skip
+    for mode, per_gpu, calls, batch in chosen:
         label = f"jpeg_decode={mode}, {per_gpu} actor/GPU x {calls}, batch {batch}"
         if time.monotonic() > args.deadline:
             add(f"embed {label}", float("nan"), "skipped: time")
@@ -322,6 +325,24 @@ def measure_compile(args, ckpt: Path, forward: float, add) -> None:
     add("model limit (torch.compile)", compiled, f"{compiled / forward:.2f} x eager")
 
 
+def cli_runs(root: Path, ckpt: Path, n: int, add) -> None:
+    """The CLI as a user runs it, defaults only, in a fresh process with its own
+    Ray (imports, Ray start, actors, write): torch and parquet outputs."""
+    for fmt in ("torch", "parquet"):
+        out = root / f"cli-{fmt}"
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "lightly_train.cli", "embed", f"out={out}",
+             f"data={root / 'large'}", f"checkpoint={ckpt}", f"format={fmt}",
+             "precision=bf16-mixed"],
+            capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        wall = time.perf_counter() - start
+        last = (done.stderr.strip().splitlines() or ["?"])[-1][:100]
+        add(f"lightly-train embed format={fmt}, {n} photos, CLI", n / wall,
+            f"wall {wall:.1f} s, exit {done.returncode}: {last}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-images", type=int, default=24000)
@@ -334,6 +355,8 @@ def main() -> None:
     parser.add_argument("--json", default=os.environ.get("OUT", "."))
     parser.add_argument("--compile-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--plans", default="all", help="indices into PLANS: 0,3")
+    parser.add_argument("--cli", action="store_true", help="also the CLI runs")
     args = parser.parse_args()
     args.deadline = time.monotonic() + args.budget
     if args.compile_only:  # the subprocess: one number
@@ -353,6 +376,8 @@ def main() -> None:
         probe = startup_probe(ckpt, root / "unique", args.device)
         print(f"[gpu_check] a fresh model actor: {probe}", flush=True)
         embed_plans(args, root, unique, ckpt, limits, add)
+        if args.cli:
+            cli_runs(root, ckpt, args.num_images, add)
         if not args.no_compile:
             measure_compile(args, ckpt, limits["forward"], add)
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
