@@ -177,7 +177,7 @@ def plan_actors(
         return Plan(
             "gpu",
             used * per_gpu,
-            cpus_per_actor=1,
+            cpus_per_actor=1,  # Ray Data reserves it for a GPU actor by default
             threads_per_actor=threads,
             gpus_per_actor=1 / per_gpu,
             decode_tasks=decode,

@@ -272,10 +272,11 @@ def execute(
             "image_size": config.size,
         },
         batch_size=batch,
-        num_cpus=plan.cpus_per_actor,
-        num_gpus=plan.gpus_per_actor,
         compute=model_pool(plan),
-    )
+        # A GPU actor reserves one CPU by Ray Data's default (naming both warns).
+        **({"num_gpus": plan.gpus_per_actor} if plan.gpus_per_actor
+           else {"num_cpus": plan.cpus_per_actor}),
+    )  # fmt: skip
     try:
         return write_output(ds, files, out, config, plan, state)
     except Exception as ex:
