@@ -6,7 +6,7 @@ import torch
 
 import lightly_train
 from lightly_train.checkpoint import create_checkpoint, load_checkpoint_entry
-from lightly_train.embedding.embedder import Embedder
+from lightly_train.embedding.embedder import Embedder, fold_batch_norms
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:
@@ -111,3 +111,31 @@ def test_padded_batches_give_an_image_the_same_bits_in_any_batch(
     # Without padding, a lone image takes another kernel on CPU: not the same bits.
     plain = Embedder(load_checkpoint_entry(checkpoint), num_threads=1)
     np.testing.assert_allclose(plain.embed(batch[:1]), full[:1], atol=1e-5)
+
+
+class Branchy(torch.nn.Module):
+    """A backbone torch.fx cannot trace: control flow on a tensor's value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.bn = torch.nn.BatchNorm2d(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        return y if y.sum() > 0 else -y
+
+
+def test_batch_norms_are_folded_into_convolutions(checkpoint: Path) -> None:
+    embedder = Embedder(load_checkpoint_entry(checkpoint))
+    bns = [m for m in embedder.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert not bns  # the actor's model runs folded
+    model = lightly_train.load_embedding_model(checkpoint).backbone
+    folded = fold_batch_norms(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x), model(x), rtol=1e-4, atol=1e-5)
+    branchy = Branchy().eval()
+    assert fold_batch_norms(branchy) is branchy  # untraceable: left as it is
