@@ -8,7 +8,7 @@ Measures, on this machine, with JPEG photos cut from scikit-image's real photos
 (``benchmarks/photos.py``):
 - model limit: the model alone on ready tensors, all CPUs as torch threads, batch
   64, the best of contiguous, channels_last and channels_last with BatchNorms
-  folded (what the actors run);
+  folded, glibc keeping freed memory (what the actors run);
 - decode limit: read + decode + resize in one process (per core), times the CPUs;
 - embed marginal: ``lightly_train.embed`` on one warm Ray at two dataset sizes;
   ``(n2 - n1) / (t2 - t1)`` is the steady state, start-up cancelled out;
@@ -118,10 +118,12 @@ def model_limit(model: str, size: int) -> float:
     """Images/s of the model alone, all CPUs: the best of contiguous, channels_last
     and channels_last with BatchNorms folded into the convolutions (what embed's
     actors run), so that embed is held to its own model's speed."""
+    from lightly_train._memory import keep_freed_memory
     from lightly_train.embedding.embedder import fold_batch_norms
     from lightly_train.models import build_embedding_model
 
     torch.set_num_threads(os.cpu_count() or 1)
+    keep_freed_memory()  # as in embed's CPU actors
     net = build_embedding_model(model).eval()
     folded = build_embedding_model(model).eval()
     folded.backbone = fold_batch_norms(folded.backbone)

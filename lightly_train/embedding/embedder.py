@@ -10,6 +10,7 @@ import numpy as np
 import ray
 import torch
 
+from lightly_train._memory import keep_freed_memory
 from lightly_train.checkpoint import embedding_model_from_entry
 
 _AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -63,6 +64,8 @@ class Embedder:
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults per batch: 16-24% on 2 CPUs
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes
             torch.set_float32_matmul_precision("high")  # TF32 for 32-true
