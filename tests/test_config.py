@@ -185,7 +185,8 @@ def test_auto_batch_size_per_accelerator() -> None:
         40,
         64,
     ]
-    assert batch_size("auto", "gpu", 300) == 152
+    assert batch_size("auto", "gpu", 300) == 304  # one batch, padded to 8s
+    assert batch_size("auto", "gpu", 600) == 304  # two even batches
 
 
 def test_validate_config__paths(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Faults during ``embed``: a model actor and a decode task's worker SIGKILLed
 mid-run; Ray restarts or retries them and the output loses nothing."""
 
+import logging
 import os
 import signal
 import threading
@@ -29,9 +30,22 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def kill_mid_run(done: threading.Event) -> dict[str, int]:
-    """SIGKILLs a decode task's worker while it decodes, then the model actor once
-    it has embedded for a while (past its start-up CPU time); their pids."""
+class Embedding(logging.Handler):
+    """Set once ``embed`` reports its first progress line (10% of the rows done):
+    the model actors are past their start-up and embedding."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.started = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Embedded "):
+            self.started.set()
+
+
+def kill_mid_run(done: threading.Event, embedding: threading.Event) -> dict[str, int]:
+    """SIGKILLs a decode task's worker while it decodes, then a model actor once
+    rows are arriving; their pids."""
     killed: dict[str, int] = {}
     deadline = time.monotonic() + 300
     while len(killed) < 2 and not done.is_set() and time.monotonic() < deadline:
@@ -40,12 +54,11 @@ def kill_mid_run(done: threading.Event) -> dict[str, int]:
                 os.kill(proc.pid, signal.SIGKILL)
                 killed["decode"] = proc.pid
                 break
-        if "decode" in killed and "model" not in killed:
+        if "decode" in killed and "model" not in killed and embedding.is_set():
             for proc in ray_processes("Embedder"):
-                if sum(proc.cpu_times()[:2]) > 8:  # imports take about 4 s
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed["model"] = proc.pid
-                    break
+                os.kill(proc.pid, signal.SIGKILL)
+                killed["model"] = proc.pid
+                break
         time.sleep(0.01)
     return killed
 
@@ -53,9 +66,15 @@ def kill_mid_run(done: threading.Event) -> dict[str, int]:
 def test_killed_model_actor_and_decode_worker_lose_nothing(
     ray_address: str, tmp_path: Path, photos: Path, checkpoint: Path
 ) -> None:
-    done = threading.Event()
+    done, progress = threading.Event(), Embedding()
     killed: list[dict[str, int]] = []
-    killer = threading.Thread(target=lambda: killed.append(kill_mid_run(done)))
+    killer = threading.Thread(
+        target=lambda: killed.append(kill_mid_run(done, progress.started))
+    )
+    logger = logging.getLogger("lightly_train._progress")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(progress)
     killer.start()
     try:
         summary = lightly_train.embed(
@@ -64,6 +83,8 @@ def test_killed_model_actor_and_decode_worker_lose_nothing(
     finally:
         done.set()
         killer.join()
+        logger.removeHandler(progress)
+        logger.setLevel(level)
     assert set(killed[0]) == {"decode", "model"}, killed
     assert summary.num_images == NUM_IMAGES and not summary.failed
 
