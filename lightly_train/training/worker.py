@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
 from lightly_train._logging import info_level
+from lightly_train._memory import keep_freed_memory
 from lightly_train.methods import get_method
 from lightly_train.models import build_embedding_model
 from lightly_train.models.embedding_model import model_name
@@ -83,6 +84,11 @@ def fit_worker(
     out = Path(config.out)
     resume_from = resume_checkpoint(out, spec.resume_from)
     torch.set_num_threads(spec.torch_threads)  # the CPUs its loaders leave it
+    if spec.accelerator == "cpu":
+        # Activations and gradients reuse freed memory instead of being mapped
+        # and faulted in each step: resnet18 at 128 px, 2 threads, 57-60 -> 64
+        # images/s per step.
+        keep_freed_memory()
     lightning.seed_everything(config.seed, workers=True, verbose=False)
 
     method_cls = get_method(config.method)
