@@ -296,11 +296,10 @@ def batch_size(
     512 per GPU: each batch costs Ray and the actor a fixed few milliseconds, and on
     an H200 a ResNet-50 at 224 px embedded 8,200 images/s in batches of 512 against
     6,700 in batches of 256 (benchmarks/README.md); its activations take a few GB.
-    A job of
-    fewer files gets batches that split it evenly, in multiples of 8: every batch
-    is padded to this size (the same bits for an image in any batch), so 16 images
-    in batches of 64 would pay for 64 forwards. It depends on the number of files
-    only, so a resumed run uses the size of the run it continues."""
+    A job of fewer files gets batches that split it evenly, in multiples of 8:
+    every batch is padded to this size (the same bits for an image in any batch),
+    so 16 images in batches of 64 would pay for 64 forwards. It depends on the
+    number of files only, so a resumed run uses the size of the run it continues."""
     if requested != "auto":
         return requested
     most = AUTO_CPU_BATCH if accelerator == "cpu" else AUTO_GPU_BATCH
