@@ -31,26 +31,31 @@ import argparse
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from gpu_probes import (  # noqa: E402
+    GpuLoad,
+    ProgressLines,
+    cpu_decode_limit,
+    link_photos,
+    rate,
+    startup_probe,
+)
 from photos import make_photos  # noqa: E402
 
 from lightly_train import runtime  # noqa: E402
 from lightly_train.checkpoint import create_checkpoint, load_checkpoint_entry  # noqa: E402
 from lightly_train.data import device_decode  # noqa: E402
-from lightly_train.data.decode import decode_batch, load_image  # noqa: E402
+from lightly_train.data.decode import decode_batch  # noqa: E402
 from lightly_train.data.device_decode import decode_on_device  # noqa: E402
 from lightly_train.embedding.embedder import Embedder  # noqa: E402
 
@@ -60,70 +65,6 @@ PRECISION = "bf16-mixed"
 PLANS = [("model", 1, 2, 256), ("model", 1, 2, 512), ("model", 2, 2, 256),
          ("tasks", 1, 2, 256)]  # fmt: skip
 SHIPPED_RESIZE = dict(device_decode.RESIZE_DTYPES)
-PROGRESS = re.compile(r"Embedded (\d+)/(\d+) images")
-
-
-def rate(fn: Callable[[int], int], seconds: float, sync: Callable[[], None]) -> float:
-    """Items per second of ``fn(i)`` (returns its item count), after a warm-up."""
-    fn(0)
-    sync()
-    start, done, i = time.perf_counter(), 0, 1
-    while time.perf_counter() - start < seconds:
-        done += fn(i)
-        i += 1
-    sync()
-    return done / (time.perf_counter() - start)
-
-
-def _decode_cpu(paths: list[str]) -> int:
-    for p in paths:
-        load_image(Path(p).read_bytes(), SIZE)
-    return len(paths)
-
-
-def cpu_decode_limit(paths: list[Path]) -> float:
-    cpus = os.cpu_count() or 1
-    chunks = [[str(p) for p in paths[i::cpus]] for i in range(cpus)]
-    with ProcessPoolExecutor(cpus) as pool:
-        list(pool.map(_decode_cpu, [c[:4] for c in chunks]))  # start the workers
-        start = time.perf_counter()
-        n = sum(pool.map(_decode_cpu, chunks))
-    return n / (time.perf_counter() - start)
-
-
-def link_photos(unique: list[Path], directory: Path, n: int) -> Path:
-    """``n`` links named ``000000.jpg``... to the unique photos, in turn."""
-    directory.mkdir()
-    for i in range(n):
-        (directory / f"{i:06d}.jpg").symlink_to(unique[i % len(unique)])
-    return directory
-
-
-class GpuLoad:
-    """Samples the GPU's utilisation (percent) in a thread while in a ``with``."""
-
-    def __init__(self, device: str) -> None:
-        self.device, self.samples = device, []
-        self._stop = threading.Event()
-
-    def __enter__(self) -> GpuLoad:
-        if self.device == "cuda":
-            threading.Thread(target=self._run, daemon=True).start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            try:
-                self.samples.append(torch.cuda.utilization())
-            except Exception:  # noqa: BLE001 - no NVML: no figure
-                return
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.samples)) if self.samples else float("nan")
 
 
 def actor_work(embedder: Embedder, batches: list[dict], threads: int) -> float:
@@ -150,20 +91,6 @@ def model_rate(embedder: Embedder, args: argparse.Namespace) -> float:
               for _ in range(4)]  # fmt: skip
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     return rate(lambda i: len(embedder.embed(inputs[i % 4])), args.seconds, sync)
-
-
-class ProgressLines(logging.Handler):
-    """Collects ``embed``'s progress lines (every 10% when not on a terminal) as
-    ``(time, images done)``."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.points: list[tuple[float, int]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        match = PROGRESS.search(record.getMessage())
-        if match:
-            self.points.append((record.created, int(match.group(1))))
 
 
 def embed_plans(args, root, unique, ckpt, limits, add) -> None:
@@ -206,6 +133,9 @@ def embed_plans(args, root, unique, ckpt, limits, add) -> None:
         wall = time.time() - start
         # The steady rate: between the first and the last progress line (10% and
         # 90% of the images), so the actor pool's start-up and the tail are out.
+        if len(lines.points) < 2 or lines.points[-1][0] <= lines.points[0][0]:
+            add(f"embed {label}", float("nan"), "too few progress lines: more images")
+            continue
         (t0, d0), (t1, d1) = lines.points[0], lines.points[-1]
         steady = (d1 - d0) / (t1 - t0)
         startup = t0 - start - d0 / steady
@@ -216,46 +146,6 @@ def embed_plans(args, root, unique, ckpt, limits, add) -> None:
             f"wall {wall:.1f} s, start-up {startup:.1f} s, "
             f"GPU busy {load.mean:.0f}%")  # fmt: skip
     ray.shutdown()
-
-
-# A fresh model actor's start, step by step, in a new process (argv: checkpoint,
-# photos directory, device).
-STARTUP_PROBE = """
-import sys, time
-marks = [("python", time.perf_counter())]
-import torch
-marks.append(("import torch", time.perf_counter()))
-import torchvision
-marks.append(("import torchvision", time.perf_counter()))
-ckpt, photos, device = sys.argv[1:]
-torch.zeros(1, device=device)
-marks.append(("device init", time.perf_counter()))
-from pathlib import Path
-import numpy as np
-from lightly_train.checkpoint import load_checkpoint_entry
-from lightly_train.data.decode import decode_batch
-from lightly_train.embedding.embedder import Embedder
-entry = load_checkpoint_entry(ckpt)
-embedder = Embedder(entry, device, "bf16-mixed", image_size=(224, 224))
-marks.append(("model", time.perf_counter()))
-paths = np.array([str(p) for p in sorted(Path(photos).glob("*.jpg"))[:256]])
-batch = decode_batch({"idx": np.arange(len(paths)), "path": paths}, (224, 224),
-                     device_jpeg=True)
-embedder(batch)
-marks.append(("first batch", time.perf_counter()))
-embedder(batch)
-marks.append(("second batch", time.perf_counter()))
-print("STARTUP " + ", ".join(f"{name} {t - marks[i][1]:.2f} s"
-                             for i, (name, t) in enumerate(marks[1:])))
-"""
-
-
-def startup_probe(ckpt: Path, photos: Path, device: str) -> str:
-    done = subprocess.run([sys.executable, "-c", STARTUP_PROBE, str(ckpt),
-                           str(photos), device], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
-    out = [x for x in done.stdout.splitlines() if x.startswith("STARTUP")]
-    return out[0][8:] if out else (done.stderr.strip().splitlines() or ["?"])[-1]
 
 
 def measure_limits(args, unique: list[Path], ckpt: Path, add) -> dict[str, float]:
