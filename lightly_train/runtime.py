@@ -72,8 +72,9 @@ CPU_THREADS_PER_ACTOR = 4
 DECODE_SHARE = 0.25
 # Model actors per GPU, and batches in flight in each (threads, each with its own
 # CUDA stream): one batch's host work, copies and JPEG decode overlap another's
-# forward. torchvision decodes JPEGs under one lock per process, so a second actor
-# on the same GPU is what decodes two batches at once (benchmarks/README.md).
+# forward. Measured on an H200 (benchmarks/README.md): 1 actor x 2 in flight beat
+# 2 actors per GPU (torchvision decodes JPEGs under one lock per process, but two
+# processes on one GPU cost more than that lock) and 1 actor x 4 in flight.
 GPU_ACTORS_PER_DEVICE = 1
 GPU_CALLS_PER_ACTOR = 2
 
