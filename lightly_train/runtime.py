@@ -72,9 +72,10 @@ CPU_THREADS_PER_ACTOR = 4
 DECODE_SHARE = 0.25
 # Model actors per GPU, and batches in flight in each (threads, each with its own
 # CUDA stream): one batch's host work, copies and JPEG decode overlap another's
-# forward. Measured on an H200 (benchmarks/README.md): 1 actor x 2 in flight beat
-# 2 actors per GPU (torchvision decodes JPEGs under one lock per process, but two
-# processes on one GPU cost more than that lock) and 1 actor x 4 in flight.
+# forward. Measured on an H200 (benchmarks/README.md), resnet50: at batch 256, 2
+# actors per GPU (torchvision decodes JPEGs under one lock per process) made 7,524
+# images/s against 6,739 for one, but one actor at batch 512 made 8,205 (2 actors
+# at 512 not measured); 4 in flight in one actor did worse than 2.
 GPU_ACTORS_PER_DEVICE = 1
 GPU_CALLS_PER_ACTOR = 2
 
