@@ -19,7 +19,6 @@ it, so a training checkpoint is also a Lightning checkpoint.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lightly_train._io import atomic_path
 from lightly_train.data import storage
+from lightly_train.data.publish import atomic_path
 from lightly_train.errors import LightlyTrainError
 
 if TYPE_CHECKING:
@@ -105,8 +104,7 @@ def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
             "training, e.g. checkpoint=out/my_experiment/checkpoints/last.ckpt."
         )
     try:
-        data = io.BytesIO(storage.read_bytes(path)) if storage.is_uri(path) else path
-        ckpt = torch.load(data, map_location="cpu", weights_only=True)
+        ckpt = torch.load(storage.source(path), map_location="cpu", weights_only=True)
     except Exception as ex:  # torch.load raises many kinds for a bad file
         first_line = next(iter(str(ex).splitlines()), "")
         raise LightlyTrainError(

@@ -16,10 +16,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from lightly_train._io import check_out_file, output_location
+from lightly_train._io import check_out_file
 from lightly_train.checkpoint import embedding_model_from_entry, load_checkpoint_entry
 from lightly_train.config import validate_config
-from lightly_train.data.storage import is_uri
+from lightly_train.data import storage
+from lightly_train.data.publish import output_location
 from lightly_train.errors import LightlyTrainError
 from lightly_train.export_config import ExportConfig
 from lightly_train.models.registry import build_full_model, classifier_name
@@ -100,7 +101,7 @@ def run(config: ExportConfig) -> Path | str:
         f"Exported the {config.part} ({entry['model']}) of '{config.checkpoint}' "
         f"as {config.format} to '{out}'."
     )
-    return out if is_uri(out) else Path(out)
+    return storage.local_path(out) or out  # the URI of a remote out
 
 
 def full_model(entry: dict[str, Any]) -> nn.Module:

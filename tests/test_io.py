@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from lightly_train._io import _umask, atomic_dir, atomic_path, check_out_file
+from lightly_train._io import check_out_file
+from lightly_train.data.publish import _umask, atomic_dir, atomic_path
 from lightly_train.errors import LightlyTrainError
 
 

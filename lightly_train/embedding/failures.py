@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 
-from lightly_train._io import output_location
+from lightly_train.data.publish import output_location
 from lightly_train.errors import LightlyTrainError
 
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from lightly_train._io import atomic_path
 from lightly_train.data import storage
 from lightly_train.data.files import ImageFiles
+from lightly_train.data.publish import atomic_path
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.writers import SHARDED_WRITERS, ShardedWriter
 from lightly_train.errors import LightlyTrainError

@@ -11,8 +11,8 @@ from typing import Any
 import lightning
 from lightning.pytorch.callbacks import Callback
 
-from lightly_train._io import atomic_path
 from lightly_train.checkpoint import KEY, checkpoint_entry
+from lightly_train.data.publish import atomic_path
 from lightly_train.methods.method import Method
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from lightly_train._io import atomic_path
+from lightly_train.data.publish import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from torch import nn
 
-from lightly_train._io import atomic_path
 from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
+from lightly_train.data import storage
 from lightly_train.data.files import list_image_files
-from lightly_train.data.storage import is_uri
+from lightly_train.data.publish import atomic_path
 from lightly_train.errors import LightlyTrainError, find_cause
 from lightly_train.methods import get_method
 from lightly_train.models import build_embedding_model
@@ -141,13 +141,14 @@ def run(config: TrainConfig) -> TrainSummary:
         )
     check_method(config)
     files = list_image_files(config.data)
-    if is_uri(config.out):
+    local_out = storage.local_path(config.out)
+    if local_out is None:
         raise LightlyTrainError(
             f"out='{config.out}' is a URI; train writes checkpoints and logs to a "
             "directory. Use a local path, or on a cluster a shared filesystem mounted "
             "on every node (NFS, EFS, a mounted bucket). data may be a URI."
         )
-    out = Path(config.out).resolve()
+    out = local_out.resolve()
     check_out(out, config.overwrite, config.resume_interrupted)
     with ray_session():
         plan = plan_workers(
@@ -156,7 +157,7 @@ def run(config: TrainConfig) -> TrainSummary:
         )  # fmt: skip
         spec = WorkerSpec(
             config={**config.model_dump(), "out": str(out)},
-            paths=[p if is_uri(p) else str(Path(p).resolve()) for p in files.paths],
+            paths=[storage.canonical(p) for p in files.paths],
             accelerator=plan.accelerator,
             worker_batch_size=worker_batch_size(config.batch_size, plan),
             loader_workers=plan.loader_workers,
