@@ -10,10 +10,16 @@ The work directory ``<parent>/.<out name>.embed-work/`` holds:
 - ``done.npy``: which rows are in ``vectors.npy`` (or failed to decode);
 - ``errors.json``: why each failed row failed.
 
-It is saved every ``SAVE_EVERY_S`` seconds while rows arrive and when a run
-stops on an error or an interrupt; a finished run removes it. For an ``out`` on
-remote storage it lies in the local cache (``~/.cache/lightly-train``), keyed by
-the URI, as the memory map needs a local disk.
+It is saved every ``SAVE_EVERY_S`` seconds while rows arrive (60, or the
+environment variable ``LIGHTLY_TRAIN_EMBED_SAVE_EVERY_S``) and when a run stops on
+an error or an interrupt; a finished run removes it. A driver killed outright
+(SIGKILL, the OOM killer) loses only the rows since the last save: the vectors are
+flushed before ``done.npy`` marks them done, and the other files are written
+beside their names and renamed, so a kill mid-save leaves the last save whole.
+
+For an ``out`` on remote storage the work directory lies in the local cache
+(``~/.cache/lightly-train``), keyed by the URI, as the memory map needs a local
+disk.
 """
 
 from __future__ import annotations
@@ -31,14 +37,14 @@ import numpy as np
 
 from lightly_train.data import storage
 from lightly_train.data.files import ImageFiles
-from lightly_train.data.publish import atomic_path
+from lightly_train.data.publish import atomic_path, output_location
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.writers import SHARDED_WRITERS, ShardedWriter
 from lightly_train.errors import LightlyTrainError
 
 logger = logging.getLogger(__name__)
 
-SAVE_EVERY_S = 60.0
+SAVE_EVERY_S = float(os.environ.get("LIGHTLY_TRAIN_EMBED_SAVE_EVERY_S", "60"))
 VERSION = 1
 NAMES_PER_UPDATE = 100_000
 
@@ -126,10 +132,12 @@ class WorkState:
     def load(self) -> None:
         """Reads the progress saved in the work directory."""
         work = self.work
-        if (work / "done.npy").is_file():
-            self.done = np.load(work / "done.npy")
-            errors = json.loads((work / "errors.json").read_text(encoding="utf-8"))
-            self.errors = {int(i): e for i, e in errors.items()}
+        if not (work / "done.npy").is_file():
+            return  # never saved: no row is done (a vectors.npy may be cut off)
+        self.done = np.load(work / "done.npy")
+        # A save killed between its two renames leaves errors of rows not done.
+        errors = json.loads((work / "errors.json").read_text(encoding="utf-8"))
+        self.errors = {int(i): e for i, e in errors.items() if self.done[int(i)]}
         if (work / "vectors.npy").is_file():
             self.vectors = np.load(work / "vectors.npy", mmap_mode="r+")
         else:
@@ -208,8 +216,8 @@ def open_work(
         )
     if not resume:
         storage.remove_tree(work)
-        with storage.open_output(where) as f:  # creates a local directory
-            f.write((json.dumps(expected, indent=1) + "\n").encode())
+        with output_location(where, directory=False) as tmp:  # whole or none
+            Path(tmp).write_text(json.dumps(expected, indent=1) + "\n", "utf-8")
         return state()
     stored = json.loads(storage.read_bytes(where))
     changed = sorted(k for k in expected.keys() | stored.keys()
