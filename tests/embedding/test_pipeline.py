@@ -12,12 +12,9 @@ import torch
 import lightly_train
 from lightly_train.checkpoint import create_checkpoint, load_checkpoint_entry
 from lightly_train.data.decode import load_image
-from lightly_train.data.files import ImageFiles
 from lightly_train.embedding.embedder import Embedder
-from lightly_train.embedding.pipeline import MAX_BLOCK_ROWS, MIN_BLOCK_ROWS, manifest
 from lightly_train.embedding.writers import WRITERS
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import plan_actors
 from tests.embedding.test_writers import read_back
 from tests.images import make_image_tree, write_image
 
@@ -276,25 +273,3 @@ def test_model_side_jpeg_decode_matches_decode_tasks(
     assert a["filenames"] == b["filenames"]
     cos = torch.nn.functional.cosine_similarity(a["embeddings"], b["embeddings"])
     assert cos.min() > 0.99
-
-
-@pytest.mark.parametrize(
-    ("num_files", "rows"), [(1, [1]), (16, [16]), (40, [16, 16, 8]), (100_000, None)]
-)
-def test_manifest_blocks_cover_every_row_once_in_order(
-    num_files: int, rows: list[int] | None
-) -> None:
-    """16 to 256 rows per block: a small job starts no decode task (worker
-    process) it has no rows for, a large one no task per handful of rows."""
-    names = [f"{i}.png" for i in range(num_files)]
-    files = ImageFiles(names, [f"/d/{n}" for n in names], num_ignored=0, num_hidden=0)
-    plan = plan_actors("cpu", "auto", "auto", "32-true", {"CPU": 2.0})
-    blocks = manifest(files, plan)
-    sizes = [len(b) for b in blocks]
-    if rows is not None:
-        assert sizes == rows
-    assert all(size <= MAX_BLOCK_ROWS for size in sizes)
-    assert all(size >= MIN_BLOCK_ROWS for size in sizes[:-1])
-    idx = np.concatenate([b["idx"].to_numpy() for b in blocks])
-    np.testing.assert_array_equal(idx, np.arange(num_files))
-    assert blocks[-1]["path"][-1].as_py() == files.paths[-1]

@@ -261,7 +261,7 @@ def test_embed_spreads_decode_tasks_and_model_actors_over_both_nodes(
     )
     assert plan.num_actors == 2
     assert plan.cpus_per_actor < CPUS_PER_NODE  # one per node, with decode room
-    num_blocks = len(manifest(list_image_files(root), plan))
+    num_blocks = len(manifest(list_image_files(root), plan, kwargs["batch_size"]))
     # Ray Data starts streaming as soon as one model actor is up; on a small data set
     # the first actor can finish everything while the second is still importing torch
     # and is then killed before it is ever placed. Waiting for the whole pool first
