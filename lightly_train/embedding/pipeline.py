@@ -243,7 +243,7 @@ def execute(
     blocks = manifest(files, plan, batch, todo)
     if not blocks:  # a resumed run that had everything but the output
         return write_output(None, files, out, config, plan, state)
-    ds = ray.data.from_arrow(blocks)
+    ds = ray.data.from_blocks(blocks)  # metadata on the driver, no tasks
     ds = ds.map_batches(
         decode_batch,
         fn_kwargs={"image_size": config.size, "device_jpeg": on_device},
