@@ -8,7 +8,6 @@ from pathlib import PurePosixPath
 from lightly_train.data import storage
 
 # Re-exported: the embed pipeline imports the atomic publish from here.
-from lightly_train.data.publish import output_location as output_location
 from lightly_train.errors import LightlyTrainError
 
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from lightly_train._io import check_out_dir, check_out_file, output_location
+from lightly_train._io import check_out_dir, check_out_file
 from lightly_train._progress import Progress
 from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import (
@@ -36,6 +36,7 @@ from lightly_train.config import validate_config
 from lightly_train.data import storage
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles, list_image_files
+from lightly_train.data.publish import output_location
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.embedder import Embedder
 from lightly_train.embedding.failures import (
