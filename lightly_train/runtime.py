@@ -60,15 +60,11 @@ def _init(address: str | None) -> None:
     _logging.quiet_ray_data()
 
 
-# Torch threads of one CPU model actor, at least and at most. Threads of one
-# process wait for each other in every layer, so any other process that takes a
-# core for a moment stalls them all; but every actor is a process that imports
-# torch and torchvision and builds the model (about 2.5 s of CPU) before its
-# first batch. On 2 CPUs, 1 actor x 2 threads and 2 x 1 reach the same steady
-# rate, and the single actor ends a 1800-photo CLI run 1-4 s sooner
-# (benchmarks/README.md). Big nodes run 4-thread actors, a quarter as many
-# actors as CPUs.
-CPU_THREADS_MIN = 2
+# Torch threads of one CPU model actor, at most. Threads of one process wait for
+# each other in every layer, so any other process that takes a core for a moment
+# (decode tasks, Ray's own) stalls them all: on 2 CPUs, 2 actors x 1 thread embed
+# about 1.25x faster than 1 x 2 (benchmarks/README.md). Big nodes run 4-thread
+# actors, a quarter as many actors as CPUs.
 CPU_THREADS_PER_ACTOR = 4
 # Ray CPUs per node that CPU model actors leave to decode tasks: decoding a photo
 # costs a few percent of a forward on CPU, so a small share; the actors' torch
@@ -154,10 +150,9 @@ def plan_actors(
     reserving one CPU for its host work and running ``GPU_CALLS_PER_ACTOR`` batches
     at once; decode tasks take whole CPUs, since there decoding is the work.
 
-    On CPUs: actors of ``CPUs // 4`` torch threads, ``CPU_THREADS_MIN`` to
-    ``CPU_THREADS_PER_ACTOR``, that together cover every CPU of a node (2 CPUs: 1
-    actor x 2 threads; 4: 2 x 2; 8: 4 x 2; 16: 4 x 4; 64: 16 x 4), but no more
-    actors than ``max_actors``.
+    On CPUs: actors of ``CPUs // 4`` torch threads, 1 to ``CPU_THREADS_PER_ACTOR``,
+    that together cover every CPU of a node (2 CPUs: 2 actors x 1 thread; 8: 4 x
+    2; 16: 4 x 4; 64: 16 x 4), but no more actors than ``max_actors``.
     They reserve all but ``DECODE_SHARE`` of a node's CPUs, which decode tasks share
     in slices of ``DECODE_SHARE / CPUs``, so up to one decode task per CPU runs when
     decoding is the bottleneck, and the pipeline cannot deadlock on 2 CPUs.
@@ -196,7 +191,7 @@ def plan_actors(
             f"The Ray cluster has {cpus} CPU(s); embedding on CPU needs at least 2: "
             "one for the model and one for decoding images."
         )
-    threads = max(min(CPU_THREADS_MIN, node), min(CPU_THREADS_PER_ACTOR, node // 4))
+    threads = max(1, min(CPU_THREADS_PER_ACTOR, node // 4))
     auto = max(1, min(cpus // threads, max_actors or cpus))
     actors = auto if devices == "auto" else devices
     if actors > cpus:

@@ -16,10 +16,10 @@ def fits(plan: Plan, node_cpus: int, per_node: int) -> None:
 def test_cpu_plan_on_two_cores_uses_both_for_the_model() -> None:
     plan = plan_actors("auto", "auto", "auto", "32-true", {"CPU": 2.0})
     assert plan == Plan(
-        "cpu", num_actors=1, cpus_per_actor=1.75, threads_per_actor=2,
+        "cpu", num_actors=2, cpus_per_actor=0.875, threads_per_actor=1,
         gpus_per_actor=0, decode_tasks=2, decode_cpus=0.125,
     )  # fmt: skip
-    fits(plan, 2, per_node=1)
+    fits(plan, 2, per_node=2)
 
 
 def test_small_job_starts_one_actor_with_all_threads() -> None:
@@ -29,7 +29,7 @@ def test_small_job_starts_one_actor_with_all_threads() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cpus", "actors", "threads"), [(4, 2, 2), (8, 4, 2), (16, 4, 4), (64, 16, 4)]
+    ("cpus", "actors", "threads"), [(4, 4, 1), (8, 4, 2), (16, 4, 4), (64, 16, 4)]
 )
 def test_cpu_plan_scales_with_cpus(cpus: int, actors: int, threads: int) -> None:
     plan = plan_actors("cpu", "auto", "auto", "32-true", {"CPU": float(cpus)})

@@ -44,7 +44,7 @@ class EmbedConfig(Config):
         "auto",
         description="Model replicas: GPUs used in the cluster, or CPU actors when "
         "there are no GPUs; auto uses all GPUs, or CPU actors whose torch threads "
-        "cover every CPU (2 CPUs: 1 x 2 threads, 16: 4 x 4).",
+        "cover every CPU (2 CPUs: 2 x 1 thread, 16: 4 x 4).",
     )
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where the model runs: cpu, gpu, or auto (gpu if any)."
