@@ -1,7 +1,7 @@
 """The ``embed`` pipeline, read top to bottom.
 
 list + sort (driver) -> decode (CPU tasks) -> embed (actor pool) -> gather by row
-index (driver, into a memory map) -> writer -> atomic rename to ``out``; sharded
+index (driver, into a file of vectors) -> writer -> atomic rename to ``out``; sharded
 formats instead: -> fragments per shard (tasks) -> one merge task per shard
 """
 
@@ -347,7 +347,7 @@ def write_gathered(
     config: EmbedConfig,
     state: WorkState,
 ) -> tuple[int, int, dict[str, str]]:
-    """Gathers on the driver (into the memory map of the run's work directory),
+    """Gathers on the driver (into the vectors file of the run's work directory),
     then writes."""
     embeddings, failed = gather(batches, files, state, config.on_error)
     with output_location(out, directory=False) as target:
@@ -483,7 +483,7 @@ def gather(
     state: WorkState,
     on_error: Literal["skip", "raise"] = "skip",
 ) -> tuple[Embeddings, dict[str, str]]:
-    """Scatters batches (in any order) by row index into the memory map of
+    """Scatters batches (in any order) by row index into the vectors file of
     ``state``, which may hold the rows of an interrupted run already."""
     progress = Progress(len(files) - state.num_done, "Embedded")
     for batch in batches:

@@ -6,20 +6,21 @@ The work directory ``<parent>/.<out name>.embed-work/`` holds:
 - ``fingerprint.json``: what the rows depend on (the checkpoint file's path, size
   and mtime, image size, precision, JPEG decode, the sorted file list); a resume
   must match it;
-- ``vectors.npy``: the ``(N, D)`` float32 memory map the driver gathers into;
+- ``vectors.npy``: the ``(N, D)`` float32 rows the driver gathers into
+  (``vectors.VectorFile``);
 - ``done.npy``: which rows are in ``vectors.npy`` (or failed to decode);
 - ``errors.json``: why each failed row failed.
 
 It is saved every ``SAVE_EVERY_S`` seconds while rows arrive (60, or the
 environment variable ``LIGHTLY_TRAIN_EMBED_SAVE_EVERY_S``) and when a run stops on
 an error or an interrupt; a finished run removes it. A driver killed outright
-(SIGKILL, the OOM killer) loses only the rows since the last save: the vectors are
-flushed before ``done.npy`` marks them done, and the other files are written
-beside their names and renamed, so a kill mid-save leaves the last save whole.
+(SIGKILL, the OOM killer) loses only the rows since the last save: a vector is in
+the file once written, before ``done.npy`` marks it done, and the other files are
+written beside their names and renamed, so a kill mid-save leaves the last save
+whole.
 
 For an ``out`` on remote storage the work directory lies in the local cache
-(``~/.cache/lightly-train``), keyed by the URI, as the memory map needs a local
-disk.
+(``~/.cache/lightly-train``), keyed by the URI, as the vectors need a local disk.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from lightly_train.data import storage
 from lightly_train.data.files import ImageFiles
 from lightly_train.data.publish import atomic_path, output_location
 from lightly_train.embedding.config import EmbedConfig
+from lightly_train.embedding.vectors import VectorFile
 from lightly_train.embedding.writers import SHARDED_WRITERS, ShardedWriter
 from lightly_train.errors import LightlyTrainError
 
@@ -52,7 +54,7 @@ NAMES_PER_UPDATE = 100_000
 def work_dir(out: str, sharded: bool = False) -> str:
     """Where the progress of an ``embed`` to ``out`` is kept: beside ``out``, on
     its storage, where the tasks of every node write a sharded format's fragments.
-    A gathered format's memory map needs a local disk: for a remote ``out`` it lies
+    A gathered format's vectors need a local disk: for a remote ``out`` it lies
     in the local cache, keyed by the URI."""
     if not sharded and storage.local_path(out) is None:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -89,7 +91,7 @@ class WorkState:
         self.work = Path(work)
         self.done = np.zeros(num_rows, dtype=bool)
         self.errors: dict[int, str] = {}
-        self.vectors: np.ndarray | None = None
+        self.vectors: VectorFile | None = None
         self.last_save = time.monotonic()
 
     @property
@@ -102,10 +104,10 @@ class WorkState:
         path = self.work / "done.npy"
         return int(np.load(path).sum()) if path.is_file() else 0
 
-    def vectors_for(self, dim: int) -> np.ndarray:
+    def vectors_for(self, dim: int) -> VectorFile:
         if self.vectors is None:
-            self.vectors = np.lib.format.open_memmap(
-                self.work / "vectors.npy", "w+", np.float32, (len(self.done), dim)
+            self.vectors = VectorFile.create(
+                self.work / "vectors.npy", len(self.done), dim
             )
         return self.vectors
 
@@ -127,6 +129,8 @@ class WorkState:
         self.last_save = time.monotonic()
 
     def remove(self) -> None:
+        if self.vectors is not None:
+            self.vectors.close()
         shutil.rmtree(self.work, ignore_errors=True)
 
     def load(self) -> None:
@@ -139,7 +143,7 @@ class WorkState:
         errors = json.loads((work / "errors.json").read_text(encoding="utf-8"))
         self.errors = {int(i): e for i, e in errors.items() if self.done[int(i)]}
         if (work / "vectors.npy").is_file():
-            self.vectors = np.load(work / "vectors.npy", mmap_mode="r+")
+            self.vectors = VectorFile.open(work / "vectors.npy")
         else:
             self.done[:] = False  # no vector was ever written
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lightly_train.embedding import shards
+from lightly_train.embedding.vectors import VectorFile
 
 CHUNK_ROWS = 4096
 
@@ -25,12 +26,13 @@ CHUNK_ROWS = 4096
 class Embeddings:
     """Embeddings in output order: row ``rows[i]`` of ``vectors`` is ``filenames[i]``.
 
-    ``vectors`` may be a memory map larger than the output (rows of images that could
-    not be decoded are skipped through ``rows``), so writers read it chunk by chunk.
+    ``vectors`` may be a file larger than the output (``vectors.VectorFile``; rows of
+    images that could not be decoded are skipped through ``rows``), so writers read
+    it chunk by chunk.
     """
 
     filenames: list[str]
-    vectors: np.ndarray  # (N_all, D) float32
+    vectors: np.ndarray | VectorFile  # (N_all, D) float32
     rows: np.ndarray  # (N,) int64 indices into vectors
 
     @property
