@@ -6,14 +6,17 @@ and the list is sorted by filename: this order is the order of every output.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import overload
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lightly_train.data import storage
@@ -27,14 +30,73 @@ IMAGE_EXTENSIONS = (
 )  # fmt: skip
 
 
+# Strings converted at once from Python: bounds the driver's transient memory.
+CHUNK = 65_536
+
+
+class Names(Sequence[str]):
+    """Strings in one Arrow array: their bytes and an 8-byte offset each, where a
+    list of Python strings takes about 60 bytes more per string (a million names:
+    about 70 MB less). ``names[i]`` is a ``str``, ``names[a:b]`` a ``list[str]``;
+    ``array`` is the Arrow array itself (``large_string``).
+
+    Example:
+        >>> names = Names(["a.png", "b.png"])
+        >>> names[1], names[:1], len(names)
+        ('b.png', ['a.png'], 2)
+    """
+
+    def __init__(self, values: pa.Array | Iterable[str]) -> None:
+        if not isinstance(values, pa.Array):
+            values = _columns(((v,) for v in values), 1)[0]
+        self.array: pa.LargeStringArray = values.cast(pa.large_string())
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @overload
+    def __getitem__(self, key: int) -> str: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[str]: ...
+    def __getitem__(self, key: int | slice) -> str | list[str]:
+        if isinstance(key, slice):
+            return self.array[key].to_pylist()
+        return self.array[key].as_py()
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self.array), CHUNK):
+            yield from self.array[start : start + CHUNK].to_pylist()
+
+    def take(self, rows: np.ndarray) -> Names:
+        return Names(self.array.take(pa.array(rows, pa.int64())))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Names):
+            return self.array.equals(other.array)
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == len(self) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Names({self[:3]}{' ...' if len(self) > 3 else ''}, n={len(self)})"
+
+
 @dataclass(frozen=True)
 class ImageFiles:
-    """Sorted image files: ``filenames[i]`` is the output name of ``paths[i]``."""
+    """Sorted image files: ``filenames[i]`` is the output name of ``paths[i]``.
+    Both are ``Names``, so the driver holds no Python object per file."""
 
-    filenames: list[str]
-    paths: list[str]
+    filenames: Names
+    paths: Names
     num_ignored: int  # files with other extensions
     num_hidden: int  # hidden files and hidden directories
+
+    def __post_init__(self) -> None:  # lists of strings are taken too
+        for field in ("filenames", "paths"):
+            if not isinstance(getattr(self, field), Names):
+                object.__setattr__(self, field, Names(getattr(self, field)))
 
     def __len__(self) -> int:
         return len(self.filenames)
@@ -44,20 +106,24 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _walk(root: str) -> tuple[dict[str, str], int, int]:
-    """``{filename: location}`` of the images under a directory or remote prefix,
-    plus the counts of other files and of hidden entries (a hidden local directory
-    counts once: it is not entered)."""
-    found: dict[str, str] = {}
+def _walk(root: str) -> tuple[pa.Array, pa.Array, int, int]:
+    """Names and locations of the images under a directory or remote prefix, plus
+    the counts of other files and of hidden entries (a hidden local directory counts
+    once: it is not entered)."""
     ignored = hidden = 0
-    for name, location in storage.walk(root):
-        if name.startswith(".") or "/." in name:
-            hidden += 1
-        elif is_image_file(name):
-            found[name] = location
-        else:
-            ignored += 1
-    return found, ignored, hidden
+
+    def images() -> Iterator[tuple[str, str]]:
+        nonlocal ignored, hidden
+        for name, location in storage.walk(root):
+            if name.startswith(".") or "/." in name:
+                hidden += 1
+            elif is_image_file(name):
+                yield name, location
+            else:
+                ignored += 1
+
+    names, locations = _columns(images(), 2)
+    return names, locations, ignored, hidden
 
 
 def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles:
@@ -70,12 +136,13 @@ def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles
     if isinstance(data, str | os.PathLike) and is_manifest(str(data)):
         return read_manifest(str(data))
     entries = [data] if isinstance(data, str | os.PathLike) else list(data)
-    found: dict[str, str] = {}
+    names: list[pa.Array] = []
+    locations: list[pa.Array] = []
     ignored = hidden = 0
     for entry in map(str, entries):
         kind = storage.file_type(entry)
         if kind == "directory":
-            files, n_ignored, n_hidden = _walk(entry)
+            found, where, n_ignored, n_hidden = _walk(entry)
             ignored, hidden = ignored + n_ignored, hidden + n_hidden
         elif kind == "file":
             name = PurePosixPath(entry).name
@@ -83,28 +150,57 @@ def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles
                 raise LightlyTrainError(
                     _unsupported(f"File '{entry}' is not an image.")
                 )
-            files = {name: entry}
+            found, where = _columns([(name, entry)], 2)
         else:
             raise LightlyTrainError(
                 f"Data path '{entry}' does not exist. Pass an existing directory of "
                 "images (or a URI prefix), or a list of directories and image files."
             )
-        for name, file in files.items():
-            if name in found:
-                raise LightlyTrainError(
-                    f"Two images are both named '{name}': '{found[name]}' and "
-                    f"'{file}'. Filenames in the output must be unique."
-                )
-            found[name] = file
-    if not found:
+        names.append(found)
+        locations.append(where)
+    if not sum(map(len, names)):
         raise LightlyTrainError(_unsupported(f"No images found in {entries}."))
     if ignored or hidden:
         logger.info(
             f"Ignored {ignored} files with other extensions and {hidden} hidden "
             "files or directories."
         )
-    filenames = sorted(found)
-    return ImageFiles(filenames, [found[f] for f in filenames], ignored, hidden)
+    # Stable: of two equal names, the one listed first comes first.
+    all_names = pa.concat_arrays(names)
+    order = pc.sort_indices(all_names)
+    sorted_names = all_names.take(order)
+    sorted_locations = pa.concat_arrays(locations).take(order)
+    twice = _repeated(sorted_names)
+    if len(twice):
+        i = int(twice[0])
+        raise LightlyTrainError(
+            f"Two images are both named '{sorted_names[i].as_py()}': "
+            f"'{sorted_locations[i].as_py()}' and '{sorted_locations[i + 1].as_py()}'. "
+            "Filenames in the output must be unique."
+        )
+    return ImageFiles(Names(sorted_names), Names(sorted_locations), ignored, hidden)
+
+
+def _columns(rows: Iterable[tuple[str, ...]], width: int) -> list[pa.Array]:
+    """Rows of strings as ``width`` Arrow columns, converted ``CHUNK`` rows at a
+    time (the driver never holds all of them as Python strings)."""
+    parts: list[list[pa.Array]] = [[] for _ in range(width)]
+    rows = iter(rows)
+    while True:
+        chunk = list(itertools.islice(rows, CHUNK))
+        columns = zip(*chunk, strict=True) if chunk else [()] * width
+        for part, column in zip(parts, columns, strict=True):
+            part.append(pa.array(column, pa.large_string()))
+        if len(chunk) < CHUNK:
+            return [pa.concat_arrays(part) for part in parts]
+
+
+def _repeated(names: pa.Array) -> np.ndarray:
+    """Positions ``i`` of sorted ``names`` where ``names[i] == names[i + 1]``."""
+    if len(names) < 2:
+        return np.zeros(0, dtype=np.int64)
+    same = pc.equal(names[1:], names[:-1]).to_numpy(zero_copy_only=False)
+    return np.flatnonzero(same)
 
 
 MANIFEST_EXTENSIONS = (".txt", ".parquet")
@@ -132,19 +228,22 @@ def read_manifest(path: str) -> ImageFiles:
             raise LightlyTrainError(
                 f"Manifest '{path}' needs a 'path' column; it has {table.column_names}."
             )
-        entries = [str(e) for e in table.column(column).to_pylist() if e]
+        entries = table.column(column).combine_chunks().cast(pa.large_string())
+        entries = pc.drop_null(entries)
     else:
-        lines = raw.decode("utf-8").splitlines()
-        entries = [line.strip() for line in lines if line.strip()]
-    if not entries:
+        text = pa.array([raw], pa.large_binary()).cast(pa.large_string())
+        lines = pc.list_flatten(pc.split_pattern_regex(text, r"\r\n|\r|\n"))
+        entries = pc.utf8_trim_whitespace(lines)
+    entries = entries.filter(pc.not_equal(entries, ""))
+    if not len(entries):
         raise LightlyTrainError(f"Manifest '{path}' lists no images.")
-    names = sorted(set(entries))
-    if len(names) != len(entries):
-        dupes = sorted(e for e, n in Counter(entries).items() if n > 1)[:3]
+    names = entries.take(pc.sort_indices(entries))
+    twice = _repeated(names)
+    if len(twice):
+        dupes = pc.unique(names.take(pa.array(twice[:3]))).to_pylist()
         raise LightlyTrainError(f"Manifest '{path}' lists images twice: {dupes}.")
-    beside = storage.parent(path)
-    paths = [storage.locate(n, beside) for n in names]
-    return ImageFiles(names, paths, num_ignored=0, num_hidden=0)
+    paths = storage.locate_all(names, storage.parent(path))
+    return ImageFiles(Names(names), Names(paths), num_ignored=0, num_hidden=0)
 
 
 def _unsupported(message: str) -> str:

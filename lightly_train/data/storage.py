@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -170,6 +171,16 @@ def locate(name: str, directory: str) -> str:
     """``name`` as it is if absolute (a URI or an absolute path), else its location
     in ``directory``."""
     return name if is_uri(name) or Path(name).is_absolute() else join(directory, name)
+
+
+def locate_all(names: pa.Array, directory: str) -> pa.Array:
+    """``locate`` for an Arrow array of names, with no Python string per name (a
+    relative name's location is not normalised: ``dir/./a.png`` stays so)."""
+    absolute = pc.or_(pc.match_substring(names, "://"), pc.starts_with(names, "/"))
+    prefix = f"{directory.rstrip('/')}/" if is_uri(directory) else f"{Path(directory)}/"
+    empty = pa.scalar("", names.type)  # the separator
+    joined = pc.binary_join_element_wise(pa.scalar(prefix, names.type), names, empty)
+    return pc.if_else(absolute, names, joined)
 
 
 def make_parents(location: str) -> None:

@@ -386,7 +386,7 @@ def write_shards(
             writer.fragment,
             fn_kwargs={"work": state.work, "shard_size": shard_size,
                        "on_error": config.on_error},
-            fn_args=(ray.put(pa.array(files.filenames, pa.string())),),
+            fn_args=(ray.put(files.filenames.array),),
             batch_size=None,
             batch_format="numpy",
             num_cpus=plan.decode_cpus,
@@ -448,13 +448,15 @@ def manifest(
     use), each a multiple or a divisor of the model's ``batch``. ``rows``: only
     these (a resumed run's), else all."""
     idx = np.arange(len(files), dtype=np.int64) if rows is None else rows
-    paths = files.paths if rows is None else [files.paths[i] for i in rows]
     num_blocks = 4 * max(plan.num_actors, plan.decode_tasks or 0, 4)
     size = block_rows(math.ceil(len(idx) / num_blocks), batch)
+    # take: each block's own buffers, not a slice of all paths (a slice would
+    # carry the whole buffer into every block's object).
     return [
-        pa.table({"idx": idx[i : i + size], "path": paths[i : i + size]})
+        pa.table({"idx": idx[i : i + size],
+                  "path": files.paths.array.take(idx[i : i + size])})
         for i in range(0, len(idx), size)
-    ]
+    ]  # fmt: skip
 
 
 def block_rows(target: int, batch: int) -> int:
@@ -506,7 +508,7 @@ def gather(
     bad = np.zeros(len(files), dtype=bool)
     bad[list(state.errors)] = True
     rows = np.flatnonzero(~bad)
-    return Embeddings([files.filenames[i] for i in rows], state.vectors, rows), failed
+    return Embeddings(files.filenames.take(rows), state.vectors, rows), failed
 
 
 def log_summary(summary: EmbedSummary) -> None:

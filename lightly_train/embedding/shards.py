@@ -45,9 +45,8 @@ def parquet_table(filenames: pa.Array | list[str], vectors: np.ndarray) -> pa.Ta
     """``filename`` (string) and ``embedding`` (fixed_size_list<float32>[D])."""
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
     embedding = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-    return pa.table(
-        {"filename": pa.array(filenames, pa.string()), "embedding": embedding}
-    )
+    names = filenames if isinstance(filenames, pa.Array) else pa.array(filenames)
+    return pa.table({"filename": names.cast(pa.string()), "embedding": embedding})
 
 
 def write_fragments(

@@ -8,7 +8,7 @@ Add a format by adding a function to ``WRITERS`` (or a ``ShardedWriter`` to
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ class Embeddings:
     it chunk by chunk.
     """
 
-    filenames: list[str]
+    filenames: Sequence[str]  # a list, or ``files.Names``
     vectors: np.ndarray | VectorFile  # (N_all, D) float32
     rows: np.ndarray  # (N,) int64 indices into vectors
 
@@ -42,7 +42,7 @@ class Embeddings:
     def chunks(self) -> Iterator[tuple[list[str], np.ndarray]]:
         for start in range(0, len(self.rows), CHUNK_ROWS):
             end = start + CHUNK_ROWS
-            yield self.filenames[start:end], self.vectors[self.rows[start:end]]
+            yield list(self.filenames[start:end]), self.vectors[self.rows[start:end]]
 
 
 def _format_floats(chunk: np.ndarray) -> np.ndarray:
