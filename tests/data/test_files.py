@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import gc
 import logging
+import os
+import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lightly_train.data.files import IMAGE_EXTENSIONS, list_image_files
+from lightly_train.data.files import IMAGE_EXTENSIONS, Names, list_image_files
 from lightly_train.errors import LightlyTrainError
 from tests.images import (
     TREE_NUM_HIDDEN,
@@ -204,3 +208,44 @@ def test_manifest_keeps_names_and_uris_as_given(tmp_path: Path) -> None:
         "s3://bucket/x.jpg",
         str(tmp_path / "sub/b.png"),
     ]
+
+
+def test_names_read_like_a_list_of_strings() -> None:
+    names = Names(f"{i:05d}.png" for i in range(70_000))  # more than one chunk
+    assert len(names) == 70_000
+    assert names[0] == "00000.png" and names[-1] == "69999.png"
+    assert names[65_535:65_537] == ["65535.png", "65536.png"]
+    assert list(names)[65_536] == "65536.png"
+    assert names.take(np.array([3, 1])) == ["00003.png", "00001.png"]
+    assert names == Names(list(names)) and names != ["00000.png"]
+
+
+@pytest.mark.parametrize("source", ["directory", "manifest"])
+def test_a_listing_holds_no_python_object_per_file(tmp_path: Path, source: str) -> None:
+    """Python objects allocated by listing 2k vs 40k files: a list of names and
+    paths would add two strings per file; Arrow arrays add none."""
+
+    def objects_kept(n: int) -> int:
+        root = tmp_path / f"{source}{n}"
+        root.mkdir()
+        names = [f"d{i % 7}/{i:06d}.png" for i in range(n)]
+        if source == "directory":
+            for d in range(7):
+                (root / f"d{d}").mkdir()
+            for name in names:
+                os.close(os.open(root / name, os.O_CREAT))
+            data = root
+        else:
+            data = root / "manifest.parquet"
+            pq.write_table(pa.table({"path": names}), data)
+        del names
+        gc.collect()
+        before = sys.getallocatedblocks()
+        files = list_image_files(data)
+        gc.collect()
+        kept = sys.getallocatedblocks() - before
+        assert len(files) == n and files.filenames[0] == "d0/000000.png"
+        return kept
+
+    small, large = objects_kept(2_000), objects_kept(40_000)
+    assert large - small < 1_000, (small, large)
