@@ -20,6 +20,7 @@ from lightly_train.embedding import shards
 from lightly_train.embedding.vectors import VectorFile
 
 CHUNK_ROWS = 4096
+CSV_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,13 @@ def _write_csv(
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         for names, vectors in embeddings.chunks():
-            for name, values in zip(names, _format_floats(vectors), strict=True):
-                writer.writerow([name, *values, *suffix])
+            # Text a few rows at a time: a Python string per number (4096 x 512
+            # of them took about 150 MB).
+            for start in range(0, len(names), CSV_ROWS):
+                text = _format_floats(vectors[start : start + CSV_ROWS])
+                for name, values in zip(names[start : start + CSV_ROWS], text,
+                                        strict=True):  # fmt: skip
+                    writer.writerow([name, *values, *suffix])
 
 
 def write_csv(path: Path, embeddings: Embeddings) -> None:
