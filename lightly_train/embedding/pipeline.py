@@ -78,6 +78,10 @@ DECODE_TASK_MEMORY = 512 * 1024**2  # bytes
 AUTO_CPU_BATCH, AUTO_GPU_BATCH = 64, 512
 SHOWN_FAILURES = 10  # failures the log names; <out>.failed.csv has all
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 16, 256  # manifest rows per decode task
+# Decoded pixels per block, at most: 256 images at 224x224. Smaller images make
+# longer blocks (up to 8192 rows): Ray Data keeps some state per block on the
+# driver (its stats), and each task costs a few milliseconds of its time.
+MAX_BLOCK_BYTES, MOST_BLOCK_ROWS = MAX_BLOCK_ROWS * 224 * 224 * 3, 8192
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,7 @@ def execute(
     on_device = config.jpeg_decode == "model" or (
         config.jpeg_decode == "auto" and plan.accelerator == "gpu"
     )
-    blocks = manifest(files, plan, batch, todo)
+    blocks = manifest(files, plan, batch, todo, max_block_rows(config.size))
     if not blocks:  # a resumed run that had everything but the output
         return write_output(None, files, out, config, plan, state)
     ds = ray.data.from_blocks(blocks)  # metadata on the driver, no tasks
@@ -440,16 +444,20 @@ def _parts_dim(directory: str) -> int:
 
 
 def manifest(
-    files: ImageFiles, plan: Plan, batch: int, rows: np.ndarray | None = None
+    files: ImageFiles,
+    plan: Plan,
+    batch: int,
+    rows: np.ndarray | None = None,
+    most: int = MAX_BLOCK_ROWS,
 ) -> list[pa.Table]:
     """Manifest rows ``(idx, path)`` in blocks, one decode task each: enough blocks
-    to keep every actor and decode task busy, of 16 to 256 rows (a task costs a
-    few milliseconds of Ray's time, and a small job no worker processes it cannot
-    use), each a multiple or a divisor of the model's ``batch``. ``rows``: only
-    these (a resumed run's), else all."""
+    to keep every actor and decode task busy, of 16 to ``most`` rows (a task
+    costs a few milliseconds of Ray's time, and a small job no worker processes
+    it cannot use), each a multiple or a divisor of the model's ``batch``.
+    ``rows``: only these (a resumed run's), else all."""
     idx = np.arange(len(files), dtype=np.int64) if rows is None else rows
     num_blocks = 4 * max(plan.num_actors, plan.decode_tasks or 0, 4)
-    size = block_rows(math.ceil(len(idx) / num_blocks), batch)
+    size = block_rows(math.ceil(len(idx) / num_blocks), batch, most)
     # take: each block's own buffers, not a slice of all paths (a slice would
     # carry the whole buffer into every block's object).
     return [
@@ -459,22 +467,25 @@ def manifest(
     ]  # fmt: skip
 
 
-def block_rows(target: int, batch: int) -> int:
-    """Rows per manifest block near ``target`` (clamped to 16-256) that tile the
+def max_block_rows(image_size: tuple[int, int]) -> int:
+    """Rows per block whose decoded images take ``MAX_BLOCK_BYTES``: 256 at
+    224x224; at least 16 (1024x1024 would give 12), at most 8192 (32x32: 12544)."""
+    per_image = image_size[0] * image_size[1] * 3
+    return min(MOST_BLOCK_ROWS, max(MIN_BLOCK_ROWS, MAX_BLOCK_BYTES // per_image))
+
+
+def block_rows(target: int, batch: int, most: int = MAX_BLOCK_ROWS) -> int:
+    """Rows per manifest block near ``target`` (clamped to 16-``most``) that tile the
     model's batches: Ray Data cuts a batch from one bundle of whole blocks and
     does not carry the rest over, so 1800 photos in blocks of 113 made batches
     of 64 and 49, each padded to 64 (``Embedder(batch_size=...)``): 12% of the
     forwards were padding. Whole batches per block, or equal blocks that divide
     one (they arrive in any order), leave partial batches only at the end."""
-    target = min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, target))
+    target = min(most, max(MIN_BLOCK_ROWS, target))
     if target >= batch:
         return batch * (target // batch)
     # Equal divisors of the batch: blocks arrive in any order, any such set fills one.
-    sizes = [
-        d
-        for d in range(MIN_BLOCK_ROWS, min(batch, MAX_BLOCK_ROWS) + 1)
-        if batch % d == 0
-    ]
+    sizes = [d for d in range(MIN_BLOCK_ROWS, min(batch, most) + 1) if batch % d == 0]
     fitting = [d for d in sizes if d <= target]
     return max(fitting) if fitting else min(sizes, default=batch)
 

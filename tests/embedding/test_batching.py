@@ -17,6 +17,7 @@ from lightly_train.embedding.pipeline import (
     MIN_BLOCK_ROWS,
     block_rows,
     manifest,
+    max_block_rows,
 )
 from lightly_train.models.embedding_model import EmbeddingModel, model_name
 from lightly_train.runtime import plan_actors
@@ -54,6 +55,25 @@ def test_manifest_blocks_cover_every_row_once_in_order(
     idx = np.concatenate([b["idx"].to_numpy() for b in blocks])
     np.testing.assert_array_equal(idx, np.arange(num_files))
     assert blocks[-1]["path"][-1].as_py() == files.paths[-1]
+
+
+@pytest.mark.parametrize(
+    ("size", "most"),
+    [((224, 224), 256), ((256, 192), 261), ((64, 64), 3136), ((32, 32), 8192),
+     ((1024, 1024), 16)],
+)  # fmt: skip
+def test_small_images_make_longer_blocks(size: tuple[int, int], most: int) -> None:
+    """Blocks hold about as many decoded bytes as 256 images of 224x224: 200k
+    images of 32x32 are 25 decode tasks, not 782 (Ray Data keeps state per
+    block on the driver)."""
+    assert max_block_rows(size) == most
+    names = [f"{i}.png" for i in range(200_000)]
+    files = ImageFiles(names, names, num_ignored=0, num_hidden=0)
+    plan = plan_actors("cpu", "auto", "auto", "32-true", {"CPU": 2.0})
+    sizes = [len(b) for b in manifest(files, plan, 64, most=max_block_rows(size))]
+    assert max(sizes) <= most and len(sizes) == math.ceil(200_000 / sizes[0])
+    if size == (32, 32):
+        assert len(sizes) == 25
 
 
 class CallCounter(nn.Module):
