@@ -39,17 +39,28 @@ from photos import make_photos  # noqa: E402
 from lightly_train.checkpoint import create_checkpoint  # noqa: E402
 from lightly_train.data.decode import load_image, read_file  # noqa: E402
 
-# The CLI in a fresh process that prints its own peak RSS (KiB) last on stderr.
-# VmHWM, not ru_maxrss: a child started by vfork + exec inherits the parent's
-# peak in ru_maxrss (this script's, with models loaded: 1.4-3 GB read here).
-DRIVER = (
-    "import atexit, re, sys\n"
-    "atexit.register(lambda: print('maxrss', re.search(r'VmHWM:\\s*(\\d+)', "
-    "open('/proc/self/status').read())[1], file=sys.stderr))\n"
-    "from lightly_train.cli import main\n"
-    "sys.argv[0] = 'lightly-train'\n"
-    "main()\n"
-)
+# The CLI in a fresh process that prints its own peak RSS (KiB) last on stderr:
+# VmHWM (not ru_maxrss: a child started by vfork + exec inherits the parent's
+# peak in ru_maxrss, this script's with models loaded: 1.4-3 GB read here), and
+# the peak of RssAnon sampled every 20 ms. VmHWM also counts the pages of Ray's
+# shared-memory object store that the driver has mapped (every block it reads
+# comes through there); RssAnon is the driver's own memory.
+DRIVER = """
+import atexit, re, sys, threading, time
+peak = [0]
+def field(name):
+    return int(re.search(name + r":\\s*(\\d+)", open("/proc/self/status").read())[1])
+def sample():
+    while True:
+        peak[0] = max(peak[0], field("RssAnon"))
+        time.sleep(0.02)
+threading.Thread(target=sample, daemon=True).start()
+atexit.register(lambda: print("maxrss", field("VmHWM"), max(peak[0], field("RssAnon")),
+                              file=sys.stderr))
+from lightly_train.cli import main
+sys.argv[0] = "lightly-train"
+main()
+"""
 
 
 def subset(photos: list[Path], n: int, root: Path) -> Path:
@@ -62,19 +73,22 @@ def subset(photos: list[Path], n: int, root: Path) -> Path:
     return directory
 
 
-def cli(data: Path, ckpt: Path, out: Path) -> tuple[float, float]:
-    """Wall seconds and driver peak RSS (MB) of one ``lightly-train embed`` run in a
-    fresh process: Ray start, imports and actor start included."""
-    args = [f"out={out}", f"data={data}", f"checkpoint={ckpt}", "format=torch",
-            "overwrite=true"]  # fmt: skip
+def cli(data: Path, ckpt: Path, out: Path, *extra: str) -> tuple[float, float, float]:
+    """Wall seconds, driver peak RSS and peak private RSS (MB, see ``DRIVER``) of
+    one ``lightly-train embed`` run in a fresh process: Ray start, imports and actor
+    start included. ``extra``: more ``key=value`` arguments (the format is torch
+    unless one names another)."""
+    fmt = [] if any(a.startswith("format=") for a in extra) else ["format=torch"]
+    args = [f"out={out}", f"data={data}", f"checkpoint={ckpt}", "overwrite=true",
+            *fmt, *extra]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", DRIVER, "embed", *args],
                           capture_output=True, text=True)  # fmt: skip
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"embed failed:\n{done.stderr[-3000:]}")
-    rss = int(done.stderr.rsplit("maxrss", 1)[1].split()[0]) / 1024
-    return wall, rss
+    rss, anon = done.stderr.rsplit("maxrss", 1)[1].split()[:2]
+    return wall, int(rss) / 1024, int(anon) / 1024
 
 
 def api(data: Path, ckpt: Path, size: int, out: Path) -> float:
