@@ -79,9 +79,11 @@ AUTO_CPU_BATCH, AUTO_GPU_BATCH = 64, 512
 SHOWN_FAILURES = 10  # failures the log names; <out>.failed.csv has all
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 16, 256  # manifest rows per decode task
 # Decoded pixels per block, at most: 256 images at 224x224. Smaller images make
-# longer blocks (up to 8192 rows): Ray Data keeps some state per block on the
-# driver (its stats), and each task costs a few milliseconds of its time.
-MAX_BLOCK_BYTES, MOST_BLOCK_ROWS = MAX_BLOCK_ROWS * 224 * 224 * 3, 8192
+# longer blocks, up to 2048 rows: Ray Data keeps some state per block on the
+# driver (its stats), and each task costs a few milliseconds of its time; but
+# the driver also holds a few blocks of embeddings at once when it gathers them
+# (8192 rows of 576 floats: 19 MB each).
+MAX_BLOCK_BYTES, MOST_BLOCK_ROWS = MAX_BLOCK_ROWS * 224 * 224 * 3, 2048
 
 
 @dataclass(frozen=True)
@@ -469,7 +471,7 @@ def manifest(
 
 def max_block_rows(image_size: tuple[int, int]) -> int:
     """Rows per block whose decoded images take ``MAX_BLOCK_BYTES``: 256 at
-    224x224; at least 16 (1024x1024 would give 12), at most 8192 (32x32: 12544)."""
+    224x224; at least 16 (1024x1024 would give 12), at most 2048 (32x32: 12544)."""
     per_image = image_size[0] * image_size[1] * 3
     return min(MOST_BLOCK_ROWS, max(MIN_BLOCK_ROWS, MAX_BLOCK_BYTES // per_image))
 
