@@ -57,8 +57,8 @@ def peak_bytes(n: int, tmp_path: Path) -> int:
 
 def test_driver_memory_per_image_is_a_few_bytes(tmp_path: Path) -> None:
     """Python allocations of gather at 20k vs 200k images: the vectors live in a
-    memory map on disk; what grows is a bool mask, an index array and the output's
-    list of name references (8 + 8 + 1 bytes per image and a little)."""
+    file on disk; what grows is a bool mask and an index array (8 + 1 bytes per
+    image and a little; the output's names are an Arrow array)."""
     small, large = peak_bytes(20_000, tmp_path), peak_bytes(200_000, tmp_path)
     per_image = (large - small) / 180_000
     assert per_image < 40, per_image
