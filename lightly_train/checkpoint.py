@@ -23,14 +23,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from lightly_train.data import storage
 from lightly_train.data.publish import atomic_path
 from lightly_train.errors import LightlyTrainError
 
+# torch is imported where it is used: embed's driver checks the checkpoint file
+# before torch has loaded (it loads in a thread while Ray starts).
 if TYPE_CHECKING:
+    from torch import nn
+
     from lightly_train.models.embedding_model import EmbeddingModel
 
 # The checkpoint's model name of a custom backbone module: custom/<module>.<class>.
@@ -65,6 +66,8 @@ def checkpoint_entry(
 
 def save_checkpoint(path: str | os.PathLike[str], entry: dict[str, Any]) -> Path:
     """Writes a checkpoint atomically (temp file beside ``path``, then rename)."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save({KEY: entry}, tmp)
     return Path(path)
@@ -84,6 +87,8 @@ def create_checkpoint(
         >>> from lightly_train.checkpoint import create_checkpoint
         >>> create_checkpoint("random.ckpt", model="torchvision/resnet18")
     """
+    import torch
+
     torch.manual_seed(seed)
     from lightly_train.models import build_embedding_model  # torchvision: when needed
 
@@ -95,14 +100,10 @@ def create_checkpoint(
 def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Loads and validates the ``"lightly_train"`` dict of a checkpoint file (a local
     path or a URI such as ``s3://bucket/last.ckpt``)."""
+    import torch
+
     path = str(path)
-    kind = storage.file_type(path)
-    if kind != "file":
-        what = "a directory" if kind == "directory" else "missing"
-        raise LightlyTrainError(
-            f"Checkpoint '{path}' is {what}. Pass the checkpoint file written by "
-            "training, e.g. checkpoint=out/my_experiment/checkpoints/last.ckpt."
-        )
+    check_checkpoint_file(path)
     try:
         ckpt = torch.load(storage.source(path), map_location="cpu", weights_only=True)
     except Exception as ex:  # torch.load raises many kinds for a bad file
@@ -123,6 +124,17 @@ def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"lightly-train reads version {FORMAT_VERSION}."
         )
     return entry
+
+
+def check_checkpoint_file(path: str | os.PathLike[str]) -> None:
+    """Fails unless ``path`` (a local path or a URI) is a file; imports no torch."""
+    kind = storage.file_type(str(path))
+    if kind != "file":
+        what = "a directory" if kind == "directory" else "missing"
+        raise LightlyTrainError(
+            f"Checkpoint '{path}' is {what}. Pass the checkpoint file written by "
+            "training, e.g. checkpoint=out/my_experiment/checkpoints/last.ckpt."
+        )
 
 
 def load_embedding_model(
@@ -207,6 +219,8 @@ def embedding_model_from_entry(
     ``model`` is the custom backbone module a checkpoint of a custom model was
     trained from (a fresh instance; its weights come from the checkpoint).
     """
+    import torch
+
     from lightly_train.models import build_embedding_model  # torchvision: when needed
 
     check_custom_model(entry, model)

@@ -24,21 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from lightly_train._background import in_background
 from lightly_train._io import check_out_dir, check_out_file
 from lightly_train._progress import Progress
 from lightly_train._signals import interrupts_raise
-from lightly_train.checkpoint import (
-    check_custom_model,
-    check_image_size,
-    load_checkpoint_entry,
-)
+from lightly_train.checkpoint import check_checkpoint_file
 from lightly_train.config import validate_config
 from lightly_train.data import storage
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles, list_image_files
 from lightly_train.data.publish import output_location
 from lightly_train.embedding.config import EmbedConfig
-from lightly_train.embedding.embedder import Embedder
 from lightly_train.embedding.failures import (
     check_some_decoded,
     raise_failure,
@@ -180,13 +176,13 @@ def run(config: EmbedConfig) -> EmbedSummary:
         if sharded
         else check_out_file(config.out, config.overwrite, "embeddings.pth")
     )
-    # Everything that can fail on the driver fails here, before Ray starts. Starting
-    # Ray in the background meanwhile would hide only the checkpoint load and the
-    # listing (torch comes with this module's imports): under a second for most
-    # jobs, against a bad argument's error arriving after Ray's start-up.
-    entry = load_checkpoint_entry(config.checkpoint)
-    check_custom_model(entry, config.model)  # fails here, not in an actor
-    check_image_size(entry, config.size)
+    # The checkpoint loads in a thread while the images are listed and Ray
+    # starts: with it torch is imported, 1-4 s on a laptop that the driver
+    # otherwise spends before Ray's start (16 photos end to end: benchmarks/
+    # README.md). A bad checkpoint's error arrives after Ray's start-up; a
+    # missing one's (and every other argument's) before.
+    check_checkpoint_file(config.checkpoint)
+    loading = in_background(load_entry, config)
     files = list_image_files(config.data)
     state = work_state(config, files, out)
     if state.num_done:
@@ -206,6 +202,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
             # smaller batch_size in a notebook) would wait for them forever.
             gc.collect()
             try:
+                entry = loading.result()
                 num_images, dim, failed = execute(config, entry, files, out, state)
                 logs = ray_logs_dir() or ""
             except BaseException as ex:
@@ -223,6 +220,21 @@ def run(config: EmbedConfig) -> EmbedSummary:
     return summary
 
 
+def load_entry(config: EmbedConfig) -> dict[str, Any]:
+    """The checkpoint's entry, checked against the arguments on the driver, not
+    in an actor; imports torch."""
+    from lightly_train.checkpoint import (
+        check_custom_model,
+        check_image_size,
+        load_checkpoint_entry,
+    )
+
+    entry = load_checkpoint_entry(config.checkpoint)
+    check_custom_model(entry, config.model)
+    check_image_size(entry, config.size)
+    return entry
+
+
 def execute(
     config: EmbedConfig,
     entry: dict[str, Any],
@@ -231,6 +243,8 @@ def execute(
     state: WorkState | ShardWork,
 ) -> tuple[int, int, dict[str, str]]:
     """Builds and runs the dataset on the connected Ray: (images, dim, failed)."""
+    from lightly_train.embedding.embedder import Embedder  # torch: loaded by now
+
     todo = np.flatnonzero(~state.done) if state.num_done else None
     num_todo = len(files) if todo is None else len(todo)
     plan = plan_actors(
