@@ -5,6 +5,13 @@ glibc serves each allocation over 32 MB (a batch's activations) with a fresh
 activation memory again: on 2 CPUs a resnet18 actor spent a fifth of its time in
 the kernel for that (sys 2.1-2.5 s of 10 s), and embedded 35-38 instead of 44-46
 images/s on one thread. Keeping freed memory in the process's heap removes it.
+
+That setting governs glibc's main heap only. A thread other than the main one
+allocates from an arena of heaps of at most 64 MB, where a larger block is mapped
+whatever the threshold says; Ray runs an actor's tasks, and Ray Train its training
+loop, in such a thread. ``ONE_ARENA`` (read by glibc when a process starts, so it
+goes into the environment of the processes Ray starts for the work) puts every
+thread on the main heap.
 """
 
 from __future__ import annotations
@@ -17,6 +24,11 @@ logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _KEEP = 1 << 30  # bytes: allocations up to this size come from the heap
+
+# For a process's environment (a Ray runtime_env's env_vars): one malloc arena.
+# resnet50 forward in a non-main thread, 1 torch thread: 37,900 page faults/s and
+# 7% of its time in the kernel without it, none with it (benchmarks/README.md).
+ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
 
 
 def keep_freed_memory() -> bool:

@@ -21,6 +21,7 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from torch import nn
 
+from lightly_train._memory import ONE_ARENA
 from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
@@ -283,6 +284,9 @@ def fit(
             storage_path=str(out / ".ray_train"),
             # A restarted worker resumes from last.ckpt: see fit_worker.
             failure_config=FailureConfig(max_failures=max_failures),
+            # The training loop runs in a thread of the worker: one malloc arena
+            # keeps each step's activations' memory (see fit_worker).
+            worker_runtime_env={"env_vars": ONE_ARENA},
         ),
     )
     try:
