@@ -248,6 +248,7 @@ def execute(
 
     todo = np.flatnonzero(~state.done) if state.num_done else None
     num_todo = len(files) if todo is None else len(todo)
+    cpu_batch = batch_size("auto", "cpu", image_size=config.size)
     plan = plan_actors(
         config.accelerator,
         config.devices,
@@ -256,9 +257,9 @@ def execute(
         ray.cluster_resources(),
         node_cpus(),
         # No more actors than pairs of batches: a small job waits for none.
-        max_actors=max(1, math.ceil(num_todo / (2 * AUTO_CPU_BATCH))),
+        max_actors=max(1, math.ceil(num_todo / (2 * cpu_batch))),
     )
-    batch = batch_size(config.batch_size, plan.accelerator, len(files))
+    batch = batch_size(config.batch_size, plan.accelerator, len(files), config.size)
     on_device = config.jpeg_decode == "model" or (
         config.jpeg_decode == "auto" and plan.accelerator == "gpu"
     )
@@ -315,19 +316,31 @@ def execute(
 
 
 def batch_size(
-    requested: int | Literal["auto"], accelerator: str, num_files: int | None = None
+    requested: int | Literal["auto"],
+    accelerator: str,
+    num_files: int | None = None,
+    image_size: tuple[int, int] = (224, 224),
 ) -> int:
-    """``auto``: up to 64 on CPU (faster than 128 there, benchmarks/README.md), up to
-    512 per GPU: each batch costs Ray and the actor a fixed few milliseconds, and on
-    an H200 a ResNet-50 at 224 px embedded 8,200 images/s in batches of 512 against
-    6,700 in batches of 256 (benchmarks/README.md); its activations take a few GB.
+    """``auto``: at 224x224, up to 64 on CPU (faster than 128 there,
+    benchmarks/README.md), up to 512 per GPU: each batch costs Ray and the actor a
+    fixed few milliseconds, and on an H200 a ResNet-50 at 224 px embedded 8,200
+    images/s in batches of 512 against 6,700 in batches of 256 (benchmarks/README.md);
+    its activations take a few GB. On CPU, other sizes get as many pixels per batch
+    (at most 1024 images): the same activation memory, and for small images the
+    fixed costs spread over more of them (mobilenet_v3_small at 64 px, one thread:
+    1.12 ms per image in batches of 64, 0.72 in 256, 0.67 in 1024). Not on GPUs:
+    there JPEGs decode at full size in the batch's memory before the resize.
     A job of fewer files gets batches that split it evenly, in multiples of 8:
     every batch is padded to this size (the same bits for an image in any batch),
     so 16 images in batches of 64 would pay for 64 forwards. It depends on the
-    number of files only, so a resumed run uses the size of the run it continues."""
+    number of files and the image size only, so a resumed run (whose image size
+    its fingerprint holds) uses the size of the run it continues."""
     if requested != "auto":
         return requested
-    most = AUTO_CPU_BATCH if accelerator == "cpu" else AUTO_GPU_BATCH
+    most = AUTO_GPU_BATCH
+    if accelerator == "cpu":
+        scale = 224 * 224 / (image_size[0] * image_size[1])
+        most = max(8, min(16 * AUTO_CPU_BATCH, 8 * round(AUTO_CPU_BATCH * scale / 8)))
     if num_files is None or num_files <= 0:
         return most
     per_batch = math.ceil(num_files / math.ceil(num_files / most))
