@@ -3,6 +3,7 @@ whole batches but for the end, not a batch and a padded remainder per block."""
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -77,19 +78,42 @@ def test_small_images_make_longer_blocks(size: tuple[int, int], most: int) -> No
 
 
 class CallCounter(nn.Module):
-    """Appends the batch size to ``log`` per forward (in the actor's process)."""
+    """Appends ``measure(batch)`` (the batch size) to ``log`` per forward, in the
+    actor's process."""
 
     def __init__(self, log: str = "") -> None:
         super().__init__()
         self.log = log
         self.linear = nn.Linear(3, 4)
 
+    def measure(self, x: torch.Tensor) -> int:
+        return int(x.shape[0])  # not fx-traceable: the actor keeps this forward
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = int(x.shape[0])  # not fx-traceable: the actor keeps this forward
+        value = self.measure(x)
         if self.log:
             with open(self.log, "a") as f:
-                f.write(f"{n}\n")
+                f.write(f"{value}\n")
         return self.linear(x.mean(dim=(2, 3)))
+
+
+def embed_logged(
+    net_cls: type[CallCounter], tmp_path: Path, num_images: int, **embed_args: Any
+) -> list[int]:
+    """Embeds ``num_images`` 8x8 PNGs with a custom ``net_cls`` model; returns
+    what its forwards logged (as ints)."""
+    root = tmp_path / "images"
+    for i in range(num_images):
+        write_image(root / f"{i:04d}.png", size=(8, 8), seed=i)
+    net = net_cls()
+    entry = checkpoint_entry(EmbeddingModel(net), model_name(net), image_size=(8, 8))
+    ckpt = save_checkpoint(tmp_path / "c.ckpt", entry)
+    log = tmp_path / "forwards.txt"
+    summary = lightly_train.embed(out=tmp_path / "e.pth", data=root, checkpoint=ckpt,
+                                  model=net_cls(str(log)), image_size=8,
+                                  **embed_args)  # fmt: skip
+    assert summary.num_images == num_images
+    return [int(n) for n in log.read_text().split()]
 
 
 def test_embed_runs_whole_batches_but_at_the_end(
@@ -98,18 +122,8 @@ def test_embed_runs_whole_batches_but_at_the_end(
     """300 images in batches of 32 are 10 forwards; at most one more where the
     last, short block arrives before others. Blocks of 19 rows (the sizing that
     ignored the batch) made a batch of 32 and a padded one of 6 per 38 rows: 16."""
-    root = tmp_path / "images"
-    for i in range(300):
-        write_image(root / f"{i:03d}.png", size=(8, 8), seed=i)
-    net = CallCounter()
-    entry = checkpoint_entry(EmbeddingModel(net), model_name(net), image_size=(8, 8))
-    ckpt = save_checkpoint(tmp_path / "c.ckpt", entry)
-    log = tmp_path / "calls.txt"
-    summary = lightly_train.embed(out=tmp_path / "e.pth", data=root, checkpoint=ckpt,
-                                  model=CallCounter(str(log)), image_size=8,
-                                  batch_size=32)  # fmt: skip
-    assert summary.num_images == 300
+    log = embed_logged(CallCounter, tmp_path, num_images=300, batch_size=32)
     # Every batch is padded to 32; other lines are set-up (a one-image probe of
     # the output size).
-    calls = [n for n in log.read_text().split() if n == "32"]
+    calls = [n for n in log if n == 32]
     assert math.ceil(300 / 32) <= len(calls) <= math.ceil(300 / 32) + 1
