@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lightly_train.data import storage
 from lightly_train.data.publish import atomic_path
@@ -219,24 +219,17 @@ def embedding_model_from_entry(
     ``model`` is the custom backbone module a checkpoint of a custom model was
     trained from (a fresh instance; its weights come from the checkpoint).
     """
-    import torch
-
     from lightly_train.models import build_embedding_model  # torchvision: when needed
+    from lightly_train.models.skip_init import build_then_load
 
     check_custom_model(entry, model)
     args = (entry.get("model_args"), entry.get("embed_dim"))
     state = entry["embedding_model_state_dict"]
-    if model is None:
-        # Built on the meta device, a registry model skips its random init (a
-        # quarter of a second on 2 CPUs for a resnet50, a second in a GPU actor),
-        # then takes the checkpoint's tensors. A model with buffers that are not
-        # in its state_dict would keep them on meta: that one is built for real.
-        with torch.device("meta"):
-            built = build_embedding_model(entry["model"], *args)
-        built.load_state_dict(state, assign=True)
-        tensors = [*built.parameters(), *built.buffers()]
-        if not any(t.is_meta for t in tensors):
-            return built.eval()
-    built = build_embedding_model(model if model is not None else entry["model"], *args)
-    built.load_state_dict(state)
-    return built.eval()
+    if model is None:  # a registry model: its random init is skipped
+        built = build_then_load(
+            lambda: build_embedding_model(entry["model"], *args), state
+        )
+    else:  # a custom module arrives built: it only gets the head
+        built = build_embedding_model(model, *args)
+        built.load_state_dict(state)
+    return cast("EmbeddingModel", built.eval())

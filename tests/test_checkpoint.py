@@ -82,6 +82,8 @@ def test_pickled_module_is_refused(tmp_path: Path) -> None:
     ("model", "model_args", "embed_dim", "size"),
     [
         ("torchvision/resnet18", {"small_input": True}, 16, 32),
+        # Computes its stage widths with tensor ops (no meta device build).
+        ("torchvision/regnet_y_400mf", None, None, 32),
         # Buffers outside its state_dict (attention_bias_idxs): built for real.
         ("timm/levit_128s", None, None, 224),
     ],
@@ -90,8 +92,8 @@ def test_model_from_a_checkpoint_equals_a_plain_build(
     tmp_path: Path, model: str, model_args: dict | None, embed_dim: int | None,
     size: int,
 ) -> None:  # fmt: skip
-    """The embedding model is built on the meta device (no random init) and takes
-    the checkpoint's tensors: it must equal a model built and loaded plainly."""
+    """The embedding model is built without its random init and takes the
+    checkpoint's tensors: it must equal a model built and loaded plainly."""
     from lightly_train.checkpoint import embedding_model_from_entry
     from lightly_train.models import build_embedding_model
 
@@ -99,8 +101,6 @@ def test_model_from_a_checkpoint_equals_a_plain_build(
                              image_size=(size, size), seed=3)  # fmt: skip
     entry = load_checkpoint_entry(path)
     built = embedding_model_from_entry(entry)
-    tensors = [*built.parameters(), *built.buffers()]
-    assert not any(t.is_meta for t in tensors)
     plain = build_embedding_model(model, model_args, embed_dim)
     plain.load_state_dict(entry["embedding_model_state_dict"])
     x = torch.randn(2, 3, size, size)
