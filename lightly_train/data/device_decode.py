@@ -16,9 +16,11 @@ from collections import defaultdict
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torchvision.io import ImageReadMode, decode_jpeg
 
+from lightly_train._torchvision import torchvision  # without torch._dynamo
 from lightly_train.data.decode import load_image
+
+RGB = torchvision.io.ImageReadMode.RGB
 
 
 def decode_on_device(
@@ -76,13 +78,13 @@ def _decode(
 ) -> list[torch.Tensor | None]:
     """Batched decode; on a failure, image by image so one file fails alone."""
     try:
-        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+        return list(torchvision.io.decode_jpeg(data, mode=RGB, device=device))
     except RuntimeError:
         pass
     out: list[torch.Tensor | None] = []
     for one in data:
         try:
-            out.append(decode_jpeg(one, mode=ImageReadMode.RGB, device=device))
+            out.append(torchvision.io.decode_jpeg(one, mode=RGB, device=device))
         except RuntimeError:
             out.append(None)
     return out

@@ -11,9 +11,9 @@ import difflib
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
+from lightly_train._torchvision import torchvision  # without torch._dynamo
 from lightly_train.errors import LightlyTrainError
 
 # torchvision family -> (module replaced by Identity, Linear whose in_features is D).
