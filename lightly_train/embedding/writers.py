@@ -85,12 +85,26 @@ def write_torch(path: Path, embeddings: Embeddings) -> None:
     """``{"embeddings": Tensor (N, D) float32, "filenames": list[str]}``."""
     import torch  # here: the CLI and Ray's decode workers need no torch
 
-    tensor = torch.empty((len(embeddings.rows), embeddings.dim), dtype=torch.float32)
-    start = 0
-    for names, vectors in embeddings.chunks():
-        tensor[start : start + len(names)] = torch.from_numpy(vectors)
-        start += len(names)
+    tensor = torch.from_numpy(output_rows(embeddings))
     torch.save({"embeddings": tensor, "filenames": list(embeddings.filenames)}, path)
+
+
+def output_rows(embeddings: Embeddings) -> np.ndarray:
+    """The output's ``(N, D)`` rows as one array. From a ``VectorFile``, a
+    copy-on-write map of the file (of a compact copy beside it where rows were
+    skipped): its pages are the kernel's page cache, which it can reclaim, not the
+    driver's own memory (200k x 576 floats: 440 MB less of it for ``torch``)."""
+    vectors, rows = embeddings.vectors, embeddings.rows
+    if not isinstance(vectors, VectorFile) or not len(rows):
+        return np.ascontiguousarray(vectors[rows])
+    if not np.array_equal(rows, np.arange(len(vectors))):
+        compact = VectorFile.create(vectors.path.with_name("output-rows.npy"),
+                                    len(rows), embeddings.dim)  # fmt: skip
+        for start in range(0, len(rows), CHUNK_ROWS):
+            end = start + CHUNK_ROWS
+            compact[start:end] = vectors[rows[start:end]]
+        vectors = compact
+    return np.load(vectors.path, mmap_mode="c")
 
 
 WRITERS: dict[str, Callable[[Path, Embeddings], None]] = {

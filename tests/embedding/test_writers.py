@@ -1,4 +1,6 @@
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +8,7 @@ import pytest
 import torch
 
 from lightly_train.embedding import writers
+from lightly_train.embedding.vectors import VectorFile
 from lightly_train.embedding.writers import WRITERS, Embeddings
 
 SPEC_VECTORS = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], dtype=np.float32)
@@ -78,3 +81,73 @@ def test_rows_select_and_order_vectors(tmp_path: Path, fmt: str) -> None:
     got_names, got = read_back(fmt, tmp_path / "out")
     assert got_names == names
     np.testing.assert_array_equal(got, vectors[rows])
+
+
+@pytest.mark.parametrize("skipped", [False, True])
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_rows_from_a_vector_file_as_from_memory(
+    tmp_path: Path, fmt: str, skipped: bool
+) -> None:
+    """The gathered file (with or without failed rows to skip) writes the rows that
+    the same array in memory writes."""
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((writers.CHUNK_ROWS + 300, 5)).astype(np.float32)
+    file = VectorFile.create(tmp_path / "vectors.npy", len(vectors), 5)
+    file[:] = vectors
+    rows = np.arange(len(vectors))
+    if skipped:
+        rows = np.delete(rows, [0, 7, writers.CHUNK_ROWS + 1])
+    names = [f"{i:06d}.png" for i in rows]
+    WRITERS[fmt](tmp_path / "file", Embeddings(names, file, rows))
+    WRITERS[fmt](tmp_path / "memory", Embeddings(names, vectors, rows))
+    for written in ("file", "memory"):
+        got_names, got = read_back(fmt, tmp_path / written)
+        assert got_names == names
+        np.testing.assert_array_equal(got, vectors[rows])
+
+
+PRIVATE = """
+import re, sys
+import numpy as np
+import torch
+from lightly_train.embedding.vectors import VectorFile
+from lightly_train.embedding.writers import Embeddings, write_torch
+
+def private_mb():
+    status = open("/proc/self/status").read()
+    return int(re.search(r"RssAnon:\\s*(\\d+)", status)[1]) / 1024
+
+rows, dim = 100_000, 512  # 195 MB
+vectors = VectorFile.create(sys.argv[1] + "/vectors.npy", rows, dim)
+for start in range(0, rows, 10_000):
+    vectors[start : start + 10_000] = np.full((10_000, dim), start, np.float32)
+keep = np.arange(rows) if sys.argv[2] == "all" else np.arange(1, rows)
+names = [f"{i:06d}" for i in keep]
+save, growth = torch.save, []
+def measured_save(obj, path):
+    save(obj, path)  # the tensor is alive until this returns
+    growth.append(private_mb() - before)
+torch.save = measured_save
+before = private_mb()
+write_torch(sys.argv[1] + "/out.pth", Embeddings(names, vectors, keep))
+print(growth[0])
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+@pytest.mark.parametrize("keep", ["all", "skip one"])
+def test_torch_output_is_not_held_in_the_process_memory(
+    tmp_path: Path, keep: str
+) -> None:
+    """195 MB of gathered rows go to ``torch.save`` as a map of the file: the
+    driver's private memory does not hold them (it did, as one tensor)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PRIVATE, str(tmp_path), keep],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert float(done.stdout) < 40
+    data = torch.load(tmp_path / "out.pth", weights_only=True)
+    first = 0 if keep == "all" else 1
+    assert data["embeddings"].shape == (100_000 - first, 512)
+    assert data["embeddings"][-1, 0] == 90_000 and data["embeddings"][0, 0] == 0
+    assert data["filenames"][0] == f"{first:06d}"
