@@ -28,7 +28,7 @@ from lightly_train._background import in_background
 from lightly_train._io import check_out_dir, check_out_file
 from lightly_train._memory import ONE_ARENA
 from lightly_train._progress import Progress
-from lightly_train._signals import interrupts_raise
+from lightly_train._signals import interrupts_raise, raise_if_interrupted
 from lightly_train.checkpoint import check_checkpoint_file
 from lightly_train.config import validate_config
 from lightly_train.data import storage
@@ -430,6 +430,7 @@ def write_shards(
         ).iter_batches(batch_size=None, batch_format="pyarrow")
     )  # fmt: skip
     for piece in pieces:
+        raise_if_interrupted()
         dim = max(dim, *piece["dim"].to_pylist())
         shard = piece["shard"].to_pylist()
         piece_rows = piece["rows"].to_pylist()
@@ -444,6 +445,7 @@ def write_shards(
         failed_error += piece_errors
         state.new += sum(piece_rows)
         progress.update(sum(piece_rows), failed=len(piece_failed))
+    raise_if_interrupted()
     progress.close()
     expected = Counter(
         {s: min(shard_size, len(files) - s * shard_size) for s in range(num_shards)}
@@ -533,6 +535,7 @@ def gather(
     ``state``, which may hold the rows of an interrupted run already."""
     progress = Progress(len(files) - state.num_done, "Embedded")
     for batch in batches:
+        raise_if_interrupted()
         idx, emb = batch["idx"], batch["embedding"]
         state.vectors_for(emb.shape[1])[idx] = emb
         failed_rows = np.flatnonzero(batch["error"] != "")
@@ -542,6 +545,7 @@ def gather(
         errors = batch["error"][failed_rows].astype(str).tolist()
         state.add(idx, dict(zip(idx[failed_rows].tolist(), errors, strict=True)))
         progress.update(len(idx), failed=len(failed_rows))
+    raise_if_interrupted()
     progress.close()
     if state.vectors is None or not state.done.all():
         raise RuntimeError(
