@@ -9,7 +9,9 @@ The work directory ``<parent>/.<out name>.embed-work/`` holds:
 - ``vectors.npy``: the ``(N, D)`` float32 rows the driver gathers into
   (``vectors.VectorFile``);
 - ``done.npy``: which rows are in ``vectors.npy`` (or failed to decode);
-- ``errors.json``: why each failed row failed.
+- ``errors.json``: why each failed row failed;
+- ``output-rows.npy``, while ``format=torch`` is written from a run with failed
+  rows: the kept rows, compact (``writers.output_rows``).
 
 It is saved every ``SAVE_EVERY_S`` seconds while rows arrive (60, or the
 environment variable ``LIGHTLY_TRAIN_EMBED_SAVE_EVERY_S``) and when a run stops on
