@@ -13,14 +13,11 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import ray
-import torch
-from ray.train import FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
-from torch import nn
 
+from lightly_train._background import in_background
 from lightly_train._memory import ONE_ARENA
 from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import load_embedding_model
@@ -29,15 +26,16 @@ from lightly_train.data import storage
 from lightly_train.data.files import list_image_files
 from lightly_train.data.publish import atomic_path
 from lightly_train.errors import LightlyTrainError, find_cause
-from lightly_train.methods import get_method
-from lightly_train.models import build_embedding_model
-from lightly_train.models.embedding_model import model_name
 from lightly_train.runtime import node_cpus, ray_session
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.plan import WorkerPlan, plan_workers
 from lightly_train.training.plots import plot_metrics
 from lightly_train.training.progress import EpochLines
-from lightly_train.training.worker import WorkerSpec, log_to_file, train_worker
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from lightly_train.training.worker import WorkerSpec
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +138,11 @@ def run(config: TrainConfig) -> TrainSummary:
         raise LightlyTrainError(
             "Pass either resume_interrupted=True or overwrite=True, not both."
         )
-    check_method(config)
+    # torch, Lightning and Ray Train (5 s of imports on a laptop) load, and the
+    # method is built once to check its arguments, while the images are listed
+    # and Ray starts (as embed loads its checkpoint). A bad method argument's
+    # error arrives after Ray's start-up; every other argument's before.
+    checking = in_background(check_method, config)
     files = list_image_files(config.data)
     local_out = storage.local_path(config.out)
     if local_out is None:
@@ -152,6 +154,9 @@ def run(config: TrainConfig) -> TrainSummary:
     out = local_out.resolve()
     check_out(out, config.overwrite, config.resume_interrupted)
     with ray_session():
+        checking.result()
+        from lightly_train.training.worker import WorkerSpec, log_to_file
+
         plan = plan_workers(
             config.accelerator, config.devices, config.num_nodes, config.num_workers,
             config.precision, ray.cluster_resources(), node_cpus(),
@@ -170,6 +175,8 @@ def run(config: TrainConfig) -> TrainSummary:
         resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
         spec = replace(spec, resume_from=str(resume_from) if resume_from else None)
         with log_to_file(out / "train.log"):
+            from lightly_train.models.embedding_model import model_name
+
             logger.info(
                 f"Training {model_name(config.model)} with {config.method} on "
                 f"{len(files)} images, {plan.num_workers} {plan.accelerator} "
@@ -200,7 +207,12 @@ def run(config: TrainConfig) -> TrainSummary:
 
 
 def check_method(config: TrainConfig) -> None:
-    """Builds the method once on the driver, so bad arguments fail before Ray."""
+    """Builds the method once on the driver, so bad arguments fail before any
+    worker starts; imports what the driver's training needs."""
+    from lightly_train.methods import get_method
+    from lightly_train.models import build_embedding_model
+    from lightly_train.training import worker  # noqa: F401 - Lightning, Ray Train
+
     method_cls = get_method(config.method)
     method_cls.transform(config.transform_args)
     method_cls(
@@ -268,6 +280,11 @@ def steps_per_epoch(num_images: int, batch_size: int, plan: WorkerPlan) -> int:
 def fit(
     spec: WorkerSpec, plan: WorkerPlan, out: Path, num_nodes: int, max_failures: int
 ) -> None:
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from lightly_train.training.worker import train_worker
+
     trainer = TorchTrainer(
         train_worker,
         train_loop_config=spec.__dict__,
@@ -334,6 +351,8 @@ def user_error(ex: BaseException) -> LightlyTrainError | None:
 def export_backbone(checkpoint: Path, path: Path, model: str | nn.Module) -> Path:
     """The trained backbone's state_dict: for the library's model of that name, or
     for the custom module it was trained from."""
+    import torch
+
     if isinstance(model, str):
         from lightly_train.exporting import export
 
