@@ -120,7 +120,15 @@ def test_each_method_trains(ray_address: str, tmp_path: Path, images, method: st
     )  # fmt: skip
     rows = metric_rows(summary.out)
     assert len(rows) == 4 and all(np.isfinite(row["loss"]) for row in rows)
-    assert torch.load(summary.checkpoint, weights_only=True)["global_step"] == 4
+    state = torch.load(summary.checkpoint, weights_only=True)
+    assert state["global_step"] == 4
+    # The worker trained on NHWC memory (torch.save keeps strides).
+    weights = state["state_dict"].values()
+    convs = [v for v in weights if v.dim() == 4 and v.shape[-1] > 1]
+    assert convs and all(
+        v.is_contiguous(memory_format=torch.channels_last) and not v.is_contiguous()
+        for v in convs
+    )
 
 
 @pytest.mark.parametrize(
