@@ -23,7 +23,7 @@ from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
 from lightly_train.data import storage
-from lightly_train.data.files import list_image_files
+from lightly_train.data.files import ImageFiles, list_image_files
 from lightly_train.data.publish import atomic_path
 from lightly_train.errors import LightlyTrainError, find_cause
 from lightly_train.runtime import node_cpus, ray_session
@@ -140,19 +140,16 @@ def run(config: TrainConfig) -> TrainSummary:
         )
     # torch, Lightning and Ray Train (5 s of imports on a laptop) load, and the
     # method is built once to check its arguments, while the images are listed
-    # and Ray starts (as embed loads its checkpoint). A bad method argument's
-    # error arrives after Ray's start-up; every other argument's before.
+    # and Ray starts (as embed loads its checkpoint). A bad method or model
+    # argument's error arrives after Ray's start-up, or before it when the data
+    # or out is bad too: then it comes first, as it did before they overlapped.
     checking = in_background(check_method, config)
-    files = list_image_files(config.data)
-    local_out = storage.local_path(config.out)
-    if local_out is None:
-        raise LightlyTrainError(
-            f"out='{config.out}' is a URI; train writes checkpoints and logs to a "
-            "directory. Use a local path, or on a cluster a shared filesystem mounted "
-            "on every node (NFS, EFS, a mounted bucket). data may be a URI."
-        )
-    out = local_out.resolve()
-    check_out(out, config.overwrite, config.resume_interrupted)
+    try:
+        files, out = check_data_and_out(config)
+    except LightlyTrainError:
+        if (error := checking.exception()) is not None:
+            raise error from None
+        raise
     with ray_session():
         checking.result()
         from lightly_train.training.worker import WorkerSpec, log_to_file
@@ -221,6 +218,21 @@ def check_method(config: TrainConfig) -> None:
         config.optim_args,
         total_steps=1,
     )
+
+
+def check_data_and_out(config: TrainConfig) -> tuple[ImageFiles, Path]:
+    """The images to train on and the local ``out`` directory; writes nothing."""
+    files = list_image_files(config.data)
+    local_out = storage.local_path(config.out)
+    if local_out is None:
+        raise LightlyTrainError(
+            f"out='{config.out}' is a URI; train writes checkpoints and logs to a "
+            "directory. Use a local path, or on a cluster a shared filesystem mounted "
+            "on every node (NFS, EFS, a mounted bucket). data may be a URI."
+        )
+    out = local_out.resolve()
+    check_out(out, config.overwrite, config.resume_interrupted)
+    return files, out
 
 
 def check_out(out: Path, overwrite: bool, resume: bool) -> None:
