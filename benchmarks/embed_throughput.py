@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from photos import make_photos  # noqa: E402
+from photos import kept_photos  # noqa: E402
 
 from lightly_train.checkpoint import (  # noqa: E402
     checkpoint_entry,
@@ -253,9 +253,7 @@ def main() -> None:
         ("500x375", (500, 375), 1800),
         ("2000x1500", (2000, 1500), 450),
     ):
-        root = work / name / "all"
-        have = sorted(root.glob("*.jpg")) if root.exists() else []
-        photos[name] = have if len(have) >= n else make_photos(root, n, wh)
+        photos[name] = kept_photos(work / name / "all", n, wh)
     models = ("torchvision/resnet18", "torchvision/resnet50",
               "torchvision/mobilenet_v3_small")  # fmt: skip
     ckpts = {m: create_checkpoint(work / f"{m.split('/')[1]}.ckpt", model=m)

@@ -49,6 +49,13 @@ def make_photos(
         return [path for part in parts for path in part]
 
 
+def kept_photos(root: Path, n: int, size: tuple[int, int] = (500, 375)) -> list[Path]:
+    """The photos an earlier run left in ``root`` (``--work``), if at least ``n``;
+    else ``make_photos(root, n, size)``."""
+    have = sorted(root.glob("*.jpg")) if root.exists() else []
+    return have if len(have) >= n else make_photos(root, n, size)
+
+
 def _make(root: Path, first: int, n: int, size: tuple[int, int]) -> list[Path]:
     rng = np.random.default_rng(first)
     photos = sources()

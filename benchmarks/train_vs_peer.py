@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from embed_throughput import peer_env, subset  # noqa: E402
-from photos import make_photos  # noqa: E402
+from photos import kept_photos  # noqa: E402
 
 TRAIN_ARGS = ("model=torchvision/resnet18", "method=simclr", "batch_size=64",
               "overwrite=true")  # fmt: skip
@@ -75,9 +75,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="train_vs_peer_"))
-    root = work / "500x375" / "all"
-    have = sorted(root.glob("*.jpg")) if root.exists() else []
-    photos = have if len(have) >= args.images else make_photos(root, 1800)
+    photos = kept_photos(work / "500x375" / "all", max(1800, args.images))
     data = subset(photos, args.images, work / "500x375")
     walls: dict[str, list[float]] = {"ours": [], "peer": []}
     for r in range(args.rounds):

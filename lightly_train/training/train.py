@@ -151,7 +151,8 @@ def run(config: TrainConfig) -> TrainSummary:
             raise error from None
         raise
     with ray_session():
-        checking.result()
+        checking.result()  # torch and Lightning are imported by now
+        from lightly_train.models.embedding_model import model_name
         from lightly_train.training.worker import WorkerSpec, log_to_file
 
         plan = plan_workers(
@@ -172,8 +173,6 @@ def run(config: TrainConfig) -> TrainSummary:
         resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
         spec = replace(spec, resume_from=str(resume_from) if resume_from else None)
         with log_to_file(out / "train.log"):
-            from lightly_train.models.embedding_model import model_name
-
             logger.info(
                 f"Training {model_name(config.model)} with {config.method} on "
                 f"{len(files)} images, {plan.num_workers} {plan.accelerator} "

@@ -115,7 +115,7 @@ def fit_worker(
         global_batch_size=global_batch_size,
     )
     # Convolutions train faster on NHWC memory (resnet18 SimCLR steps at 224 px
-    # on 2 CPUs: 1.2x, benchmarks/README.md; tensor cores want it too). Inputs
+    # on 2 CPUs: 1.14-1.2x, benchmarks/README.md; tensor cores want it too). Inputs
     # stay NCHW: a convolution follows its weights' layout.
     method = method.to(memory_format=torch.channels_last)
     if rank == 0:
