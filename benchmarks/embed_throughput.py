@@ -12,9 +12,11 @@ Measures, on this machine, with JPEG photos cut from scikit-image's real photos
 - decode limit: read + decode + resize in one process per CPU, all at once (and
   in one process alone: a core's rate);
 - embed marginal: ``lightly_train.embed`` on one warm Ray at two dataset sizes;
-  ``(n2 - n1) / (t2 - t1)`` is the steady state, start-up cancelled out;
-- end to end: the ``lightly-train embed`` CLI in a fresh process (Ray start,
-  imports, actors) on 16 and 1800 photos, and the driver's peak RSS;
+  ``(n2 - n1) / (t2 - t1)`` is the steady state, start-up cancelled out; the same
+  with ``runner="local"`` (the stages in this process);
+- end to end: the ``lightly-train embed`` CLI in a fresh process on 16 and 1800
+  photos, with ``runner=auto`` (on a laptop: in its own process) and
+  ``runner=ray`` (Ray start, imports, actors), and the driver's peak RSS;
 - with ``--peer``: LightlyTrain 0.18's ``embed`` on the same 1800 and 16 photos
   with its own checkpoint of the same model (made with its ``pretrain``).
 
@@ -103,16 +105,22 @@ def cli(data: Path, ckpt: Path, out: Path, *extra: str) -> tuple[float, float, f
 
 
 def api(
-    data: Path, ckpt: Path, size: int, out: Path, model: nn.Module | None = None
+    data: Path,
+    ckpt: Path,
+    size: int,
+    out: Path,
+    model: nn.Module | None = None,
+    runner: str = "auto",
 ) -> float:
     """Wall seconds of ``lightly_train.embed`` on the running Ray (its actor pool
     starts anew each call, so start-up is in every run and cancels in a marginal
-    rate). ``model``: the module of a custom checkpoint."""
+    rate), or in this process with ``runner="local"``. ``model``: the module of a
+    custom checkpoint."""
     import lightly_train
 
     start = time.perf_counter()
     lightly_train.embed(out=out, data=data, checkpoint=ckpt, image_size=size,
-                        overwrite=True, model=model)  # fmt: skip
+                        overwrite=True, model=model, runner=runner)  # fmt: skip
     return time.perf_counter() - start
 
 
@@ -302,6 +310,10 @@ def main() -> None:
         _, t1, t2 = [api(subset(photos[photo], n, work / photo), ckpt, size,
                          work / "o.pth", net) for n in (64, n1, n2)]  # fmt: skip
         rate = (n2 - n1) / (t2 - t1)
+        _, l1, l2 = [api(subset(photos[photo], n, work / photo), ckpt, size,
+                         work / "o.pth", net, "local")
+                     for n in (64, n1, n2)]  # fmt: skip
+        local_rate = (n2 - n1) / (l2 - l1)
         limit, decode, per_core = limits[label]
         rows.append((f"{label}: model limit", limit, ""))
         rows.append((f"{label}: decode limit ({cpus} CPUs)", decode,
@@ -310,26 +322,34 @@ def main() -> None:
         bound = min(limit, decode)
         rows.append((f"{label}: embed marginal {n1}->{n2}", rate,
                      f"{rate / bound:.2f} x min(model, decode)"))  # fmt: skip
+        rows.append((f"{label}: runner=local marginal", local_rate,
+                     f"{local_rate / bound:.2f} x min(model, decode)"))  # fmt: skip
     ray.shutdown()
     if args.only:
         return print_table(rows, cpus)
 
     # End to end, as a user runs it: fresh processes, Ray start included.
+    # runner=auto is the command's own process on a machine of at most 4 CPUs
+    # without a GPU; runner=ray the Ray pipeline on a local Ray.
     r18 = ckpts["torchvision/resnet18"]
     walls = {}
-    for n in (16, 1800):
-        walls[n] = cli(subset(photos["500x375"], n, work / "500x375"), r18,
-                       work / "c.pth")  # fmt: skip
-        rows.append((f"lightly-train embed: {n} photos, wall s", walls[n][0],
-                     f"driver peak RSS {walls[n][1]:.0f} MB"))  # fmt: skip
+    for runner in ("auto", "ray"):
+        for n in (16, 1800):
+            walls[runner, n] = cli(subset(photos["500x375"], n, work / "500x375"),
+                                   r18, work / "c.pth", f"runner={runner}")  # fmt: skip
+            rows.append((f"lightly-train embed runner={runner}: {n} photos, wall s",
+                         walls[runner, n][0],
+                         f"driver peak RSS {walls[runner, n][1]:.0f} MB"))  # fmt: skip
     if args.peer:
         few = subset(photos["500x375"], 16, work / "500x375")
         ckpt = peer_checkpoint(args.peer, few, work)
         for n in (16, 1800):
             theirs = peer(args.peer, subset(photos["500x375"], n, work / "500x375"),
                           ckpt, work / "peer.pth")  # fmt: skip
+            ratios = [f"{runner} {theirs / walls[runner, n][0]:.2f}x"
+                      for runner in ("auto", "ray")]  # fmt: skip
             rows.append((f"LightlyTrain 0.18 embed: {n} photos, wall s", theirs,
-                         f"ours {theirs / walls[n][0]:.2f}x faster"))  # fmt: skip
+                         f"ours faster: {', '.join(ratios)}"))  # fmt: skip
     print_table(rows, cpus)
 
 

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 _KEEP = 1 << 30  # bytes: allocations up to this size come from the heap
+_DEFAULT = 128 * 1024  # glibc's initial thresholds
 
 # For a process's environment (a Ray runtime_env's env_vars): one malloc arena.
 # resnet50 forward in a non-main thread, 1 torch thread: 37,900 page faults/s and
@@ -40,12 +41,33 @@ def keep_freed_memory() -> bool:
         >>> keep_freed_memory()  # doctest: +SKIP
         True
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
+    mallopt = libc.mallopt
     done = all(mallopt(option, _KEEP) == 1
                for option in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))  # fmt: skip
     logger.debug(f"glibc keeps freed memory: {done}")
     return done
+
+
+def give_back_freed_memory() -> None:
+    """Undoes ``keep_freed_memory`` in a process that goes on with other work (an
+    ``embed`` that ran in the caller's process): glibc's initial thresholds, and
+    the freed heap returned to the system."""
+    libc = _glibc()
+    if libc is None:
+        return
+    for option in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD):
+        libc.mallopt(option, _DEFAULT)
+    libc.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, if it is glibc (has ``mallopt`` and ``malloc_trim``)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - AttributeError elsewhere
+    except (OSError, AttributeError):
+        return None
+    return libc

@@ -1,7 +1,8 @@
 """Where the work runs: connect to a Ray cluster or start a local one, and size pools.
 
 Under ``ray job submit`` (or with ``RAY_ADDRESS`` set) ``ray.init()`` connects to that
-cluster; otherwise it starts a local one. Only a Ray we started is shut down.
+cluster; otherwise it starts a local one. Only a Ray we started is shut down. A small
+machine with no cluster to join embeds in the calling process (``embeds_here``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,54 @@ def _init(address: str | None) -> None:
         **local,
     )
     _logging.quiet_ray_data()
+
+
+# A machine with at most this many CPUs and no GPU, and no Ray to join, embeds in
+# the calling process: starting a local Ray, its helper actors and the model
+# actors' processes costs a laptop 7-19 s of its two cores (16 photos: 12.9 s on
+# Ray, 5.6 s here; 1800: 55.7 s against 36.6 s, at the same steady rate of
+# 53-54 images/s; benchmarks/README.md), and on so few cores one process whose
+# torch threads take every core loses nothing to a pool of actors. Measured on 2
+# CPUs; 4 is a guess that a laptop of 4 behaves alike.
+LOCAL_MAX_CPUS = 4
+
+
+def machine_cpus() -> int:
+    """CPUs this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def embeds_here(
+    runner: Literal["auto", "ray", "local"],
+    accelerator: str,
+    devices: int | Literal["auto"],
+) -> bool:
+    """Whether ``embed`` runs in this process rather than on Ray. ``"auto"``: here
+    when there is no Ray to use (none initialized in this process, no
+    ``RAY_ADDRESS``: not under ``ray job submit``), the machine has at most
+    ``LOCAL_MAX_CPUS`` CPUs and no GPU, and one model replica will do. Imports
+    torch to look for a GPU unless ``accelerator`` says ``"cpu"``.
+
+    Example:
+        >>> embeds_here("auto", "cpu", "auto")  # a 2-CPU laptop  # doctest: +SKIP
+        True
+    """
+    if runner != "auto":
+        return runner == "local"
+    if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):
+        return False
+    if accelerator == "gpu" or devices not in ("auto", 1):
+        return False
+    if machine_cpus() > LOCAL_MAX_CPUS:
+        return False
+    if accelerator == "cpu":
+        return True
+    import torch  # the checkpoint's thread imports it as well
+
+    return not torch.cuda.is_available()
 
 
 # Torch threads of one CPU model actor, at most. Threads of one process wait for

@@ -36,23 +36,30 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
-def test_embed_of_200_images_prints_few_lines(tmp_path: Path, images) -> None:
+@pytest.mark.parametrize("runner", ["ray", "auto"])  # auto: this process, 2 CPUs
+def test_embed_of_200_images_prints_few_lines(
+    tmp_path: Path, images, runner: str
+) -> None:
     ckpt = create_checkpoint(tmp_path / "c.ckpt", model="torchvision/resnet18",
                              image_size=(16, 16))  # fmt: skip
     out = tmp_path / "e.pth"
-    lines = run("embed", f"out={out}", f"data={images}", f"checkpoint={ckpt}")
+    lines = run("embed", f"out={out}", f"data={images}", f"checkpoint={ckpt}",
+                f"runner={runner}")  # fmt: skip
     assert len(lines) <= 10, "\n".join(lines)
     assert not [line for line in lines if NOISE.search(line)], "\n".join(lines)
     assert f"Embeddings written to '{out}'" in lines[-1]
     assert "Embedded 200 images" in lines[-1]
-    # Ray's own output went to its session's logs, which the summary names.
     logs = re.search(r"Ray's logs: '([^']+)'", lines[-1])
+    if runner == "auto":
+        assert "in this process" in lines[0] and logs is None, "\n".join(lines)
+        return
+    # Ray's own output went to its session's logs, which the summary names.
     assert logs and Path(logs[1]).is_dir() and any(Path(logs[1]).glob("worker-*"))
 
     # LIGHTLY_TRAIN_LOG_LEVEL=DEBUG shows Ray's own lines as well.
     out = tmp_path / "debug.pth"
     lines = run("embed", f"out={out}", f"data={images}", f"checkpoint={ckpt}",
-                LIGHTLY_TRAIN_LOG_LEVEL="DEBUG")  # fmt: skip
+                "runner=ray", LIGHTLY_TRAIN_LOG_LEVEL="DEBUG")  # fmt: skip
     assert any("Dataset" in line for line in lines), "\n".join(lines)
 
 

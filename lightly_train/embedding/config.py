@@ -74,6 +74,13 @@ class EmbedConfig(Config):
     shard_size: PositiveInt = Field(
         100_000, description="parquet: rows per part-NNNNN.parquet file in out/."
     )
+    runner: Literal["auto", "ray", "local"] = Field(
+        "auto",
+        description="Where the stages run: ray (a Ray cluster: RAY_ADDRESS, or a "
+        "local Ray started for the job), local (in this process), or auto (local "
+        "on a machine of at most 4 CPUs and no GPU when there is no Ray to join, "
+        "else ray).",
+    )
     model: Any = Field(
         None,
         description="Python API only: a fresh instance of the custom backbone "

@@ -7,6 +7,7 @@ formats instead: -> fragments per shard (tasks) -> one merge task per shard
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -14,7 +15,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,6 +61,7 @@ from lightly_train.errors import (
 )
 from lightly_train.runtime import (
     Plan,
+    embeds_here,
     node_cpus,
     plan_actors,
     ray_logs_dir,
@@ -113,12 +115,14 @@ def embed(
     resume_interrupted: bool = False,
     on_error: Literal["skip", "raise"] = "skip",
     shard_size: int = 100_000,
+    runner: Literal["auto", "ray", "local"] = "auto",
     model: nn.Module | None = None,
 ) -> EmbedSummary:
     """Embeds every image under ``data`` with a trained checkpoint and writes them.
 
-    Runs on the Ray cluster at ``RAY_ADDRESS`` (as under ``ray job submit``) or on a
-    local Ray. Rows are in sorted filename order; filenames are relative to ``data``.
+    Runs on the Ray cluster at ``RAY_ADDRESS`` (as under ``ray job submit``), on a
+    local Ray, or on a laptop in this process (``runner``). Rows are in sorted
+    filename order; filenames are relative to ``data``.
     Images that cannot be decoded are left out, counted in a warning and listed in
     ``<out>.failed.csv`` (``filename,error``; only the header when none failed).
 
@@ -150,6 +154,12 @@ def embed(
             them in ``<out>.failed.csv``; ``"raise"``: the first one fails the job
             with an error naming it, and nothing is written.
         shard_size: ``parquet`` only: rows per shard file.
+        runner: ``"ray"``: on the Ray cluster at ``RAY_ADDRESS`` or on a local
+            Ray started for the job; ``"local"``: the same stages in this process
+            (decode threads, one model); ``"auto"``: ``"local"`` when no Ray is
+            initialized, ``RAY_ADDRESS`` is unset, the machine has at most 4 CPUs
+            and no GPU, and ``devices`` asks for one replica at most (a laptop,
+            where starting Ray costs more than it gives), else ``"ray"``.
         model: Only for checkpoints trained from a custom backbone module: a fresh
             instance of that module.
 
@@ -186,16 +196,18 @@ def run(config: EmbedConfig) -> EmbedSummary:
     loading = in_background(load_entry, config)
     files = list_image_files(config.data)
     state = work_state(config, files, out)
+    here = embeds_here(config.runner, config.accelerator, config.devices)
+    where = " in this process" if here else ""
     if state.num_done:
         logger.info(
             f"Resuming: {state.num_done} of {len(files)} images are done; embedding "
-            f"the other {len(files) - state.num_done}."
+            f"the other {len(files) - state.num_done}{where}."
         )
     else:
-        logger.info(f"Embedding {len(files)} images from {config.data}.")
+        logger.info(f"Embedding {len(files)} images from {config.data}{where}.")
     try:
         # After ray.init, which sets its own SIGTERM handler (sys.exit) on drivers.
-        with ray_session(), interrupts_raise():
+        with contextlib.nullcontext() if here else ray_session(), interrupts_raise():
             # A failed embed's model actors live as long as its executor, which
             # the error's traceback holds and which sits in reference cycles:
             # until the error is gone and a garbage collection has run they hold
@@ -204,8 +216,9 @@ def run(config: EmbedConfig) -> EmbedSummary:
             gc.collect()
             try:
                 entry = loading.result()
-                num_images, dim, failed = execute(config, entry, files, out, state)
-                logs = ray_logs_dir() or ""
+                run_stages = execute_here if here else execute
+                num_images, dim, failed = run_stages(config, entry, files, out, state)
+                logs = "" if here else ray_logs_dir() or ""
             except BaseException as ex:
                 release_frames(ex)
                 raise
@@ -260,9 +273,7 @@ def execute(
         max_actors=max(1, math.ceil(num_todo / (2 * cpu_batch))),
     )
     batch = batch_size(config.batch_size, plan.accelerator, len(files), config.size)
-    on_device = config.jpeg_decode == "model" or (
-        config.jpeg_decode == "auto" and plan.accelerator == "gpu"
-    )
+    on_device = device_jpeg(config, plan.accelerator)
     blocks = manifest(files, plan, batch, todo, max_block_rows(config.size))
     if not blocks:  # a resumed run that had everything but the output
         return write_output(None, files, out, config, plan, state)
@@ -368,13 +379,74 @@ def write_output(
     plan: Plan,
     state: WorkState | ShardWork,
 ) -> tuple[int, int, dict[str, str]]:
-    """Runs ``ds`` (None: every row is done already) into the format's writer."""
+    """Runs ``ds`` (None: every row is done already) into the format's writer;
+    a sharded format's fragments and merges in Ray tasks."""
     if isinstance(state, ShardWork):
+        pieces = (
+            []
+            if ds is None
+            else ds.map_batches(
+                state.writer.fragment,
+                fn_kwargs={"work": state.work, "shard_size": config.shard_size,
+                           "on_error": config.on_error},
+                fn_args=(ray.put(files.filenames.array),),
+                batch_size=None,
+                batch_format="numpy",
+                num_cpus=plan.decode_cpus,
+            ).iter_batches(batch_size=None, batch_format="pyarrow")
+        )  # fmt: skip
+        merge = ray.remote(num_cpus=plan.decode_cpus)(state.writer.merge)
+
+        def run_merges(jobs: list[tuple[str, str, int, int]]) -> list[int]:
+            return ray.get([merge.remote(*job) for job in jobs])
+
         with output_location(out, directory=True) as target:
-            return write_shards(ds, state, files, target, config, plan)
+            return write_shards(pieces, state, files, target, config, run_merges)
     batches = [] if ds is None else ds.iter_batches(batch_size=None,
                                                     batch_format="numpy")  # fmt: skip
     return write_gathered(batches, files, out, config, state)
+
+
+def execute_here(
+    config: EmbedConfig,
+    entry: dict[str, Any],
+    files: ImageFiles,
+    out: str,
+    state: WorkState | ShardWork,
+) -> tuple[int, int, dict[str, str]]:
+    """``execute`` in this process (``local.py``): (images, dim, failed)."""
+    from lightly_train.embedding.local import embedded_batches, local_device
+
+    device = local_device(config)
+    accelerator = "gpu" if device == "cuda" else "cpu"
+    todo = np.flatnonzero(~state.done) if state.num_done else None
+    batch = batch_size(config.batch_size, accelerator, len(files), config.size)
+    on_device = device_jpeg(config, accelerator)
+    with contextlib.closing(
+        embedded_batches(config, entry, files, todo, batch, device, on_device)
+        if todo is None or len(todo)
+        else iter(())
+    ) as batches:
+        if not isinstance(state, ShardWork):
+            return write_gathered(batches, files, out, config, state)
+        writer, names = state.writer, files.filenames.array
+        pieces = (
+            writer.fragment(rows, names, state.work, config.shard_size,
+                            config.on_error)
+            for rows in batches
+        )  # fmt: skip
+        with output_location(out, directory=True) as target:
+            return write_shards(
+                pieces, state, files, target, config,
+                lambda jobs: [writer.merge(*job) for job in jobs],
+            )  # fmt: skip
+
+
+def device_jpeg(config: EmbedConfig, accelerator: str) -> bool:
+    """Whether the model's device decodes plain JPEGs (the tasks only read them)."""
+    return config.jpeg_decode == "model" or (
+        config.jpeg_decode == "auto" and accelerator == "gpu"
+    )
 
 
 def write_gathered(
@@ -393,19 +465,20 @@ def write_gathered(
 
 
 def write_shards(
-    ds: ray.data.Dataset | None,
+    pieces: Iterable[pa.Table],
     state: ShardWork,
     files: ImageFiles,
     directory: str,
     config: EmbedConfig,
-    plan: Plan,
+    run_merges: Callable[[list[tuple[str, str, int, int]]], list[int]],
 ) -> tuple[int, int, dict[str, str]]:
-    """Tasks write each embedded block as per-shard fragments into the run's work
-    location as it streams, then one task per shard merges its fragments into
+    """The writer's ``fragment`` has written each embedded block as per-shard
+    fragments into the run's work location as it streamed (``pieces``: its summary
+    rows), then ``run_merges`` runs the writer's ``merge`` once per shard into
     ``directory``: no shuffle, and the driver only counts rows per shard (a
     lost-row check like ``gather``'s), those of an interrupted run's fragments
     included."""
-    writer, shard_size = state.writer, config.shard_size
+    shard_size = config.shard_size
     num_shards = math.ceil(len(files) / shard_size)
     starts = np.arange(num_shards) * shard_size
     # Rows per shard of earlier runs, and of them kept (not failed).
@@ -416,19 +489,6 @@ def write_shards(
     failed_idx, failed_error = list(state.errors), list(state.errors.values())
     dim = 0
     progress = Progress(len(files) - state.num_done, "Embedded")
-    pieces = (
-        []
-        if ds is None
-        else ds.map_batches(
-            writer.fragment,
-            fn_kwargs={"work": state.work, "shard_size": shard_size,
-                       "on_error": config.on_error},
-            fn_args=(ray.put(files.filenames.array),),
-            batch_size=None,
-            batch_format="numpy",
-            num_cpus=plan.decode_cpus,
-        ).iter_batches(batch_size=None, batch_format="pyarrow")
-    )  # fmt: skip
     for piece in pieces:
         raise_if_interrupted()
         dim = max(dim, *piece["dim"].to_pylist())
@@ -458,10 +518,7 @@ def write_shards(
     failed = {files.filenames[i]: error for i, error in order}
     check_some_decoded(failed, len(files))
     written = [s for s in sorted(kept) if kept[s] > 0]  # part k: k-th of these
-    merge = ray.remote(num_cpus=plan.decode_cpus)(writer.merge)
-    rows = ray.get(
-        [merge.remote(state.work, directory, s, k) for k, s in enumerate(written)]
-    )
+    rows = run_merges([(state.work, directory, s, k) for k, s in enumerate(written)])
     dim = dim or _parts_dim(directory)  # a resume with nothing left to embed
     parts = {f"part-{k:05d}.parquet": n for k, n in enumerate(rows)}
     manifest = {"parts": parts, "num_rows": sum(rows), "dim": dim}

@@ -1,0 +1,155 @@
+"""``embed`` in the calling process (``runner="local"``, and ``"auto"`` on a laptop):
+the same output as on Ray, bit for bit, and the process left as it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import lightly_train
+from lightly_train.embedding.writers import SHARDED_WRITERS, WRITERS
+from lightly_train.errors import LightlyTrainError
+from tests.images import make_image_tree
+
+SIZE = (24, 32)
+EXE = str(Path(sys.executable).with_name("lightly-train"))
+NO_GPU = not torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("images")
+    return root, make_image_tree(root)
+
+
+def without_ray_address() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+
+@pytest.mark.parametrize(
+    ("cpus", "ray_address", "args", "expected"),
+    [
+        (2, False, ("auto", "auto", "auto"), True),  # a laptop
+        (4, False, ("auto", "cpu", 1), True),
+        (16, False, ("auto", "auto", "auto"), False),  # a workstation: actors
+        (2, True, ("auto", "auto", "auto"), False),  # under ray job submit
+        (2, False, ("auto", "gpu", "auto"), False),
+        (2, False, ("auto", "cpu", 2), False),  # two model replicas
+        (2, False, ("ray", "auto", "auto"), False),
+        (64, True, ("local", "auto", "auto"), True),
+    ],
+)
+def test_auto_runs_here_on_a_laptop_with_no_ray_to_join(
+    cpus: int, ray_address: bool, args: tuple, expected: bool
+) -> None:
+    # A fresh process: this one's Ray (the session fixture) would say "ray".
+    code = (
+        "import lightly_train.runtime as r\n"
+        f"r.machine_cpus = lambda: {cpus}\n"
+        f"print(r.embeds_here(*{args!r}))\n"
+    )
+    env = without_ray_address()
+    if ray_address:
+        env["RAY_ADDRESS"] = "127.0.0.1:1"  # never contacted: the rule reads it only
+    done = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.strip() == str(expected)
+
+
+@pytest.mark.parametrize("fmt", sorted([*WRITERS, *SHARDED_WRITERS]))
+def test_local_output_equals_ray_output_bit_for_bit(
+    ray_address: str, tmp_path: Path, checkpoint: Path, tree, fmt: str
+) -> None:
+    """Corrupt files included; on Ray 2 actors x 1 thread, here 1 model x 2
+    threads: the same bits, since each image's batch is padded alike."""
+    root, kinds = tree
+    args = {"data": root, "checkpoint": checkpoint, "image_size": SIZE,
+            "format": fmt, "batch_size": 8, "shard_size": 10}  # fmt: skip
+    on_ray = lightly_train.embed(out=tmp_path / "ray", runner="ray", **args)
+    here = lightly_train.embed(out=tmp_path / "here", runner="local", **args)
+    assert here.failed == on_ray.failed
+    assert set(here.failed) == {n for n, k in kinds.items() if k == "corrupt"}
+    assert (here.num_images, here.dim) == (on_ray.num_images, on_ray.dim)
+    assert on_ray.ray_logs and not here.ray_logs
+    if fmt in SHARDED_WRITERS:
+        parts = sorted(p.name for p in (tmp_path / "here").iterdir())
+        assert parts == sorted(p.name for p in (tmp_path / "ray").iterdir())
+        assert pq.read_table(tmp_path / "here").equals(pq.read_table(tmp_path / "ray"))
+    elif fmt == "torch":  # the zip's record names hold the file's name
+        a = torch.load(tmp_path / "here", weights_only=True)
+        b = torch.load(tmp_path / "ray", weights_only=True)
+        assert a["filenames"] == b["filenames"]
+        assert torch.equal(a["embeddings"], b["embeddings"])
+    else:
+        assert (tmp_path / "here").read_bytes() == (tmp_path / "ray").read_bytes()
+    report = (tmp_path / "here.failed.csv").read_text()
+    assert report == (tmp_path / "ray.failed.csv").read_text()
+
+
+def test_a_failed_local_run_leaves_the_process_as_it_was(
+    tmp_path: Path, checkpoint: Path, tree
+) -> None:
+    """on_error="raise": the error names the corrupt file, no output is written
+    (the rows done are kept for a resume), no decode thread is left, and torch's
+    thread count is the caller's again."""
+    root, kinds = tree
+    first_bad = sorted(n for n, k in kinds.items() if k == "corrupt")[0]
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(LightlyTrainError, match=first_bad):
+            lightly_train.embed(
+                out=tmp_path / "e.pth", data=root, checkpoint=checkpoint,
+                image_size=SIZE, batch_size=2, on_error="raise", runner="local",
+            )  # fmt: skip
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    assert not any(t.name.startswith("lightly-train-decode")
+                   for t in threading.enumerate())  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".e.pth.embed-work"]
+
+
+@pytest.mark.skipif(not NO_GPU, reason="the error is for machines without a GPU")
+def test_local_gpu_without_one_names_the_fix(
+    tmp_path: Path, checkpoint: Path, tree
+) -> None:
+    with pytest.raises(LightlyTrainError, match="torch sees no GPU.*runner='ray'"):
+        lightly_train.embed(
+            out=tmp_path / "e.pth", data=tree[0], checkpoint=checkpoint,
+            accelerator="gpu", runner="local",
+        )  # fmt: skip
+
+
+def test_cli_on_a_laptop_embeds_without_starting_ray(
+    tmp_path: Path, checkpoint: Path, tree
+) -> None:
+    """The command as a user runs it on 2 CPUs: no Ray session, the output as
+    the API's on Ray."""
+    root, _ = tree
+    out = tmp_path / "e.pth"
+    done = subprocess.run(
+        [EXE, "embed", f"out={out}", f"data={root}", f"checkpoint={checkpoint}",
+         "image_size=[24,32]", "batch_size=8"],
+        env=without_ray_address(), capture_output=True, text=True, timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2]),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    log = done.stdout + done.stderr
+    assert "in this process" in log
+    assert "Starting Ray" not in log and "Ray's logs" not in log
+    reference = lightly_train.embed(
+        out=tmp_path / "r.pth", data=root, checkpoint=checkpoint, image_size=SIZE,
+        batch_size=8, runner="local",
+    )  # fmt: skip
+    a = torch.load(out, weights_only=True)
+    b = torch.load(reference.out, weights_only=True)
+    assert a["filenames"] == b["filenames"]
+    assert np.array_equal(a["embeddings"].numpy(), b["embeddings"].numpy())
