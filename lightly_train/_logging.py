@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
@@ -160,3 +161,30 @@ def info_level(logger: logging.Logger) -> Iterator[None]:
     finally:
         if unset:
             logger.setLevel(logging.NOTSET)
+
+
+@contextmanager
+def lightning_to_log_file() -> Iterator[None]:
+    """In quiet mode (the CLI), for the block: Lightning's console handler and
+    Python warnings (Lightning's hints, torch's) stay off the terminal; both go to
+    the ``lightning.pytorch`` logger's other handlers (the run's ``train.log``), as
+    from a Ray Train worker they go to its log. Otherwise nothing changes."""
+    if not _quiet:
+        yield
+        return
+    log = logging.getLogger("lightning.pytorch")
+    console = [h for h in log.handlers if type(h) is logging.StreamHandler]
+    levels = [h.level for h in console]
+    for handler in console:
+        handler.setLevel(logging.CRITICAL + 1)
+
+    def to_log(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        log.warning(f"{category.__name__}: {message} ({filename}:{lineno})")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = to_log
+            yield
+    finally:
+        for handler, level in zip(console, levels, strict=True):
+            handler.setLevel(level)

@@ -2,7 +2,7 @@
 
 Under ``ray job submit`` (or with ``RAY_ADDRESS`` set) ``ray.init()`` connects to that
 cluster; otherwise it starts a local one. Only a Ray we started is shut down. A small
-machine with no cluster to join embeds in the calling process (``embeds_here``).
+machine with no cluster to join runs the work in the calling process (``runs_here``).
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def _init(address: str | None) -> None:
     _logging.quiet_ray_data()
 
 
-# A machine with at most this many CPUs and no GPU, and no Ray to join, embeds in
-# the calling process: starting a local Ray, its helper actors and the model
-# actors' processes costs a laptop 7-19 s of its two cores (16 photos: 12.9 s on
+# A machine with at most this many CPUs and no GPU, and no Ray to join, embeds and
+# trains in the calling process: starting a local Ray, its helper actors and the
+# model actors' processes costs a laptop 7-19 s of its two cores (16 photos: 12.9 s on
 # Ray, 5.6 s here; 1800: 55.7 s against 36.6 s, at the same steady rate of
 # 53-54 images/s; benchmarks/README.md), and on so few cores one process whose
 # torch threads take every core loses nothing to a pool of actors. Measured on 2
@@ -79,19 +79,19 @@ def machine_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def embeds_here(
+def runs_here(
     runner: Literal["auto", "ray", "local"],
     accelerator: str,
     devices: int | Literal["auto"],
 ) -> bool:
-    """Whether ``embed`` runs in this process rather than on Ray. ``"auto"``: here
-    when there is no Ray to use (none initialized in this process, no
+    """Whether ``embed`` or ``train`` runs in this process rather than on Ray.
+    ``"auto"``: here when there is no Ray to use (none initialized in this process, no
     ``RAY_ADDRESS``: not under ``ray job submit``), the machine has at most
     ``LOCAL_MAX_CPUS`` CPUs and no GPU, and one model replica will do. Imports
     torch to look for a GPU unless ``accelerator`` says ``"cpu"``.
 
     Example:
-        >>> embeds_here("auto", "cpu", "auto")  # a 2-CPU laptop  # doctest: +SKIP
+        >>> runs_here("auto", "cpu", "auto")  # a 2-CPU laptop  # doctest: +SKIP
         True
     """
     if runner != "auto":
@@ -107,6 +107,14 @@ def embeds_here(
     import torch  # the checkpoint's thread imports it as well
 
     return not torch.cuda.is_available()
+
+
+def this_machine() -> dict[str, float]:
+    """This machine's CPUs and GPUs, as ``ray.cluster_resources()`` names them, for
+    work that runs in this process; imports torch."""
+    import torch
+
+    return {"CPU": float(machine_cpus()), "GPU": float(torch.cuda.device_count())}
 
 
 # Torch threads of one CPU model actor, at most. Threads of one process wait for

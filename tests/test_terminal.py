@@ -63,11 +63,16 @@ def test_embed_of_200_images_prints_few_lines(
     assert any("Dataset" in line for line in lines), "\n".join(lines)
 
 
-def test_two_epochs_of_train_print_a_line_per_epoch(tmp_path: Path, images) -> None:
+@pytest.mark.parametrize("runner", ["ray", "auto"])  # auto: this process, 2 CPUs
+def test_two_epochs_of_train_print_a_line_per_epoch(
+    tmp_path: Path, images, runner: str
+) -> None:
     out = tmp_path / "run"
     lines = run("train", f"out={out}", f"data={images}",
                 "model=torchvision/resnet18", "epochs=2", "batch_size=50",
-                "transform_args.image_size=16")  # fmt: skip
+                "transform_args.image_size=16", f"runner={runner}")  # fmt: skip
+    where = "in this process on CPU" if runner == "auto" else "1 cpu worker(s)"
+    assert any(where in line for line in lines), "\n".join(lines)
     assert len(lines) <= 25, "\n".join(lines)
     assert not [line for line in lines if NOISE.search(line)], "\n".join(lines)
     epochs = [line for line in lines if " Epoch " in line]

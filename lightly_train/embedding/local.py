@@ -1,5 +1,5 @@
 """The ``embed`` stages run in the calling process, without Ray: for a laptop, where
-starting Ray costs more than the job (``runtime.embeds_here``).
+starting Ray costs more than the job (``runtime.runs_here``).
 
 The same stages as on Ray: ``decode_batch`` on manifest blocks, in a pool of
 threads (PIL releases the GIL while it decodes and resizes), a few blocks ahead of
@@ -25,23 +25,22 @@ from lightly_train.data.files import ImageFiles
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.embedder import Embedder
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import machine_cpus, resolve_accelerator
+from lightly_train.runtime import machine_cpus, resolve_accelerator, this_machine
 
 logger = logging.getLogger(__name__)
 
 
 def local_device(config: EmbedConfig) -> str:
     """``"cuda"`` or ``"cpu"`` for ``config.accelerator`` on this machine."""
-    gpus = torch.cuda.device_count()
-    if config.accelerator == "gpu" and not gpus:
+    machine = this_machine()
+    if config.accelerator == "gpu" and not machine["GPU"]:
         raise LightlyTrainError(
             "accelerator='gpu' with runner='local' but torch sees no GPU on this "
             "machine. Use accelerator='cpu' or 'auto', or runner='ray' on a Ray "
             "cluster with GPUs (RAY_ADDRESS)."
         )
-    cluster = {"CPU": float(machine_cpus()), "GPU": float(gpus)}
     accelerator = resolve_accelerator(
-        config.accelerator, config.devices, config.precision, cluster
+        config.accelerator, config.devices, config.precision, machine
     )
     return "cuda" if accelerator == "gpu" else "cpu"
 

@@ -61,11 +61,11 @@ from lightly_train.errors import (
 )
 from lightly_train.runtime import (
     Plan,
-    embeds_here,
     node_cpus,
     plan_actors,
     ray_logs_dir,
     ray_session,
+    runs_here,
 )
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def run(config: EmbedConfig) -> EmbedSummary:
     loading = in_background(load_entry, config)
     files = list_image_files(config.data)
     state = work_state(config, files, out)
-    here = embeds_here(config.runner, config.accelerator, config.devices)
+    here = runs_here(config.runner, config.accelerator, config.devices)
     where = " in this process" if here else ""
     if state.num_done:
         logger.info(

@@ -74,6 +74,14 @@ class TrainConfig(Config):
         "always restarted.",
     )
 
+    runner: Literal["auto", "ray", "local"] = Field(
+        "auto",
+        description="Where training runs: ray (Ray Train: RAY_ADDRESS, or a local "
+        "Ray started for the job), local (Lightning in this process, one worker), "
+        "or auto (local on a machine of at most 4 CPUs and no GPU when there is "
+        "no Ray to join, one node and max_failures=0, else ray).",
+    )
+
     _model = field_validator("model")(check_module)
 
     @property

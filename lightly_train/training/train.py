@@ -6,6 +6,8 @@ checks (driver) -> out/ -> TorchTrainer(N workers: Lightning + RayDDPStrategy)
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import math
 import os
@@ -26,7 +28,7 @@ from lightly_train.data import storage
 from lightly_train.data.files import ImageFiles, list_image_files
 from lightly_train.data.publish import atomic_path
 from lightly_train.errors import LightlyTrainError, find_cause
-from lightly_train.runtime import node_cpus, ray_session
+from lightly_train.runtime import node_cpus, ray_session, runs_here, this_machine
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.plan import WorkerPlan, plan_workers
 from lightly_train.training.plots import plot_metrics
@@ -78,12 +80,14 @@ def train(
     resume_interrupted: bool = False,
     overwrite: bool = False,
     max_failures: int = 0,
+    runner: Literal["auto", "ray", "local"] = "auto",
 ) -> TrainSummary:
     """Pretrains a model with self-supervised learning on the images under ``data``.
 
     Runs Lightning inside Ray Train: one worker per GPU (``devices`` x ``num_nodes``),
     or CPU workers when the cluster has no GPUs. Uses the Ray cluster at
-    ``RAY_ADDRESS`` (as under ``ray job submit``) or starts a local Ray.
+    ``RAY_ADDRESS`` (as under ``ray job submit``) or starts a local Ray; on a
+    laptop, Lightning runs in this process instead (``runner``).
 
     Args:
         out: Output directory. Gets ``checkpoints/last.ckpt`` (a lightly-train and
@@ -120,6 +124,13 @@ def train(
             or node fails; each restart continues from ``out/checkpoints/last.ckpt``
             (the last finished epoch), so the run ends with the same weights as an
             undisturbed one. ``-1``: no limit. Node preemptions are always restarted.
+        runner: ``"ray"``: Ray Train, on the cluster at ``RAY_ADDRESS`` or a local
+            Ray started for the job; ``"local"``: Lightning in this process, one
+            worker, no restarts; ``"auto"``: ``"local"`` when no Ray is
+            initialized, ``RAY_ADDRESS`` is unset, the machine has at most 4 CPUs
+            and no GPU, ``num_nodes=1``, ``max_failures=0`` and ``devices`` asks
+            for one worker at most (a laptop, where starting Ray Train's workers
+            costs more than it gives), else ``"ray"``.
 
     Example:
         >>> import lightly_train
@@ -143,6 +154,7 @@ def run(config: TrainConfig) -> TrainSummary:
     # and Ray starts (as embed loads its checkpoint). A bad method or model
     # argument's error arrives after Ray's start-up, or before it when the data
     # or out is bad too: then it comes first, as it did before they overlapped.
+    # In this process (runner="local") Ray Train is never imported.
     checking = in_background(check_method, config)
     try:
         files, out = check_data_and_out(config)
@@ -150,15 +162,27 @@ def run(config: TrainConfig) -> TrainSummary:
         if (error := checking.exception()) is not None:
             raise error from None
         raise
-    with ray_session():
+    here = trains_here(config)  # may wait for torch's import, to look for GPUs
+    if not here:
+        in_background(importlib.import_module, "ray.train.torch")
+    with contextlib.nullcontext() if here else ray_session():
         checking.result()  # torch and Lightning are imported by now
         from lightly_train.models.embedding_model import model_name
         from lightly_train.training.worker import WorkerSpec, log_to_file
 
+        cluster, nodes = (
+            (this_machine(), []) if here else (ray.cluster_resources(), node_cpus())
+        )
         plan = plan_workers(
             config.accelerator, config.devices, config.num_nodes, config.num_workers,
-            config.precision, ray.cluster_resources(), node_cpus(),
+            config.precision, cluster, nodes,
         )  # fmt: skip
+        if here and plan.num_workers > 1:
+            raise LightlyTrainError(
+                f"runner='local' trains one worker in this process, but "
+                f"devices={config.devices} asks for {plan.num_workers}. Use "
+                "devices=1, or runner='ray' (real DDP across Ray Train workers)."
+            )
         spec = WorkerSpec(
             config={**config.model_dump(), "out": str(out)},
             paths=[storage.canonical(p) for p in files.paths],
@@ -175,16 +199,21 @@ def run(config: TrainConfig) -> TrainSummary:
         with log_to_file(out / "train.log"):
             logger.info(
                 f"Training {model_name(config.model)} with {config.method} on "
-                f"{len(files)} images, {plan.num_workers} {plan.accelerator} "
-                f"worker(s), {spec.steps_per_epoch} steps/epoch."
-            )
+                f"{len(files)} images, "
+                + (f"in this process on {plan.accelerator.upper()}" if here else
+                   f"{plan.num_workers} {plan.accelerator} worker(s)")
+                + f", {spec.steps_per_epoch} steps/epoch."
+            )  # fmt: skip
             with (
                 interrupts_raise(),
                 EpochLines(out / "metrics.jsonl", config.epochs, spec.steps_per_epoch,
                            spec.worker_batch_size * plan.num_workers),
             ):  # fmt: skip
                 try:
-                    fit(spec, plan, out, config.num_nodes, config.max_failures)
+                    if here:
+                        fit_here(spec, out)
+                    else:
+                        fit(spec, plan, out, config.num_nodes, config.max_failures)
                 except KeyboardInterrupt:
                     logger.warning(interrupted_message(out))
                     raise
@@ -202,12 +231,28 @@ def run(config: TrainConfig) -> TrainSummary:
     return TrainSummary(out, checkpoint, exported, seconds)
 
 
+def trains_here(config: TrainConfig) -> bool:
+    """``runtime.runs_here``, and only for one node without restarts: Ray Train
+    restarts workers and spans nodes, a process does neither."""
+    one_process = config.num_nodes == 1 and config.max_failures == 0
+    if config.runner == "local" and not one_process:
+        raise LightlyTrainError(
+            f"runner='local' trains in this process, without restarts and on one "
+            f"node, but num_nodes={config.num_nodes} and max_failures="
+            f"{config.max_failures}. Use runner='ray', or num_nodes=1 and "
+            "max_failures=0."
+        )
+    if config.runner == "auto" and not one_process:
+        return False
+    return runs_here(config.runner, config.accelerator, config.devices)
+
+
 def check_method(config: TrainConfig) -> None:
     """Builds the method once on the driver, so bad arguments fail before any
     worker starts; imports what the driver's training needs."""
     from lightly_train.methods import get_method
     from lightly_train.models import build_embedding_model
-    from lightly_train.training import worker  # noqa: F401 - Lightning, Ray Train
+    from lightly_train.training import worker  # noqa: F401 - Lightning
 
     method_cls = get_method(config.method)
     method_cls.transform(config.transform_args)
@@ -324,6 +369,32 @@ def fit(
         if cause is not None:
             raise cause from None
         raise TrainingFailedError(failure_message(ex, out)) from ex
+
+
+def fit_here(spec: WorkerSpec, out: Path) -> None:
+    """Lightning in this process, as one Ray Train worker would run it; torch's
+    thread count and glibc's malloc settings are the caller's again afterwards."""
+    import torch
+
+    from lightly_train._logging import lightning_to_log_file
+    from lightly_train._memory import give_back_freed_memory
+    from lightly_train._signals import raise_if_interrupted
+    from lightly_train.training.worker import fit_worker
+
+    threads = torch.get_num_threads()
+    try:
+        with lightning_to_log_file():
+            fit_worker(spec, TrainConfig(**spec.config), 0, 1, on_ray=False)
+    except SystemExit:
+        raise_if_interrupted()  # Lightning turns Ctrl-C into sys.exit(1)
+        raise
+    except LightlyTrainError:
+        raise
+    except Exception as ex:
+        raise TrainingFailedError(failure_message(ex, out)) from ex
+    finally:
+        torch.set_num_threads(threads)
+        give_back_freed_memory()
 
 
 class TrainingFailedError(RuntimeError):

@@ -1,7 +1,9 @@
 """What each Ray Train worker runs: build the data and the method, then fit.
 
 Everything the worker needs arrives in one plain dict (``WorkerSpec``) from the
-driver, so the same function runs on a laptop and on any node of a cluster.
+driver, so the same function runs on a laptop and on any node of a cluster; and
+in the driver's own process (``fit_worker(..., on_ray=False)``) on a laptop
+without Ray.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning
-import ray.train
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 
 from lightly_train._logging import info_level
 from lightly_train._memory import keep_freed_memory
@@ -69,6 +69,8 @@ def log_to_file(path: Path) -> Iterator[None]:
 
 def train_worker(spec_dict: dict[str, Any]) -> None:
     """The Ray Train loop: one call per worker; rank 0 writes the outputs."""
+    import ray.train
+
     spec = WorkerSpec(**spec_dict)
     config = TrainConfig(**spec.config)
     out = Path(config.out)
@@ -79,8 +81,14 @@ def train_worker(spec_dict: dict[str, Any]) -> None:
 
 
 def fit_worker(
-    spec: WorkerSpec, config: TrainConfig, rank: int, world_size: int
+    spec: WorkerSpec,
+    config: TrainConfig,
+    rank: int,
+    world_size: int,
+    on_ray: bool = True,
 ) -> None:
+    """Trains ``config`` as worker ``rank`` of ``world_size``: in a Ray Train worker
+    (``on_ray``: Ray's DDP strategy and environment), or alone in this process."""
     out = Path(config.out)
     resume_from = resume_checkpoint(out, spec.resume_from)
     torch.set_num_threads(spec.torch_threads)  # the CPUs its loaders leave it
@@ -145,9 +153,7 @@ def fit_worker(
     trainer = lightning.Trainer(
         max_epochs=config.epochs,
         accelerator=spec.accelerator,
-        devices="auto",
-        strategy=RayDDPStrategy(),
-        plugins=[RayLightningEnvironment()],
+        **(ray_strategy() if on_ray else {"devices": 1}),
         precision=config.precision,
         callbacks=callbacks,
         logger=loggers(config, out),
@@ -159,12 +165,27 @@ def fit_worker(
         use_distributed_sampler=False,  # the loader's EpochSampler shards
         default_root_dir=out,
     )
-    trainer = prepare_trainer(trainer)
+    if on_ray:
+        from ray.train.lightning import prepare_trainer
+
+        trainer = prepare_trainer(trainer)
     with warnings.catch_warnings():
         # Frozen teachers are kept in eval mode on purpose.
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
         # Our checkpoints hold tensors and plain values only: never unpickle code.
         trainer.fit(method, loader, ckpt_path=resume_from, weights_only=True)
+
+
+def ray_strategy() -> dict[str, Any]:
+    """Lightning's arguments for a Ray Train worker (imported here only: a run in
+    the driver's process needs none of Ray Train)."""
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
+
+    return {
+        "devices": "auto",
+        "strategy": RayDDPStrategy(),
+        "plugins": [RayLightningEnvironment()],
+    }
 
 
 def resume_checkpoint(out: Path, resume_from: str | None) -> str | None:

@@ -54,7 +54,7 @@ def test_auto_runs_here_on_a_laptop_with_no_ray_to_join(
     code = (
         "import lightly_train.runtime as r\n"
         f"r.machine_cpus = lambda: {cpus}\n"
-        f"print(r.embeds_here(*{args!r}))\n"
+        f"print(r.runs_here(*{args!r}))\n"
     )
     env = without_ray_address()
     if ray_address:

@@ -109,13 +109,17 @@ def test_killed_worker_without_retries_fails_and_can_resume(
     assert weights(out)
 
 
-def test_sigterm_to_the_driver_says_how_to_resume(tmp_path: Path, images: Path):
+@pytest.mark.parametrize("runner", ["auto", "ray"])  # auto: this process, 2 CPUs
+def test_sigterm_to_the_driver_says_how_to_resume(
+    tmp_path: Path, images: Path, runner: str
+) -> None:
     out = tmp_path / "run"
     exe = str(Path(sys.executable).with_name("lightly-train"))
     args = [exe, "train", f"out={out}", f"data={images}", f"epochs={EPOCHS}",
             "model=torchvision/resnet18", "batch_size=8",
             "transform_args.image_size=32", "optim_args.lr=0.1",
-            "optim_args.min_lr=0.1", "optim_args.warmup_steps=0"]  # fmt: skip
+            "optim_args.min_lr=0.1", "optim_args.warmup_steps=0",
+            f"runner={runner}"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)  # fmt: skip
