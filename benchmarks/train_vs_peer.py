@@ -1,14 +1,15 @@
 """``train`` against LightlyTrain 0.18's ``pretrain``, start-up included (issue 7).
 
     python benchmarks/train_vs_peer.py --peer ~/.cache/lt-peer/bin/lightly-train \\
-        [--work DIR] [--rounds 2] [--images 256] [--epochs 2]
+        [--work DIR] [--rounds 2] [--images 256] [--epochs 2] [--runners auto,ray]
 
 SimCLR, torchvision/resnet18 @224, batch 64, on the first ``--images`` of the
 500x375 photos ``embed_throughput.py`` makes (the same ``--work`` shares them),
-on CPU. Each round runs both CLIs in fresh processes, alternating which goes
-first; prints each wall, where ours spent its first seconds (when it logged
-"Starting Ray" and "Training ..."), and ours / peer of the summed walls: below
-1.0 is faster than the peer.
+on CPU. Each round runs both CLIs in fresh processes (ours once per runner:
+``auto``, in its own process on a laptop, and ``ray``, Ray Train on a local Ray),
+alternating which goes first; prints each wall, where ours spent its first
+seconds (when it logged "Starting Ray" and "Training ..."), and ours / peer of the
+summed walls per runner: below 1.0 is faster than the peer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ TRAIN_ARGS = ("model=torchvision/resnet18", "method=simclr", "batch_size=64",
               "overwrite=true")  # fmt: skip
 
 
-def ours(data: Path, out: Path, epochs: int) -> tuple[float, dict[str, float]]:
+def ours(
+    data: Path, out: Path, epochs: int, runner: str
+) -> tuple[float, dict[str, float]]:
     """Wall seconds of ``lightly-train train``, and when (seconds from its start)
     it logged each of a few lines."""
     exe = Path(sys.executable).parent / "lightly-train"
@@ -37,7 +40,7 @@ def ours(data: Path, out: Path, epochs: int) -> tuple[float, dict[str, float]]:
     seen: dict[str, float] = {}
     start = time.perf_counter()
     with subprocess.Popen([str(exe), "train", f"out={out}", f"data={data}",
-                           f"epochs={epochs}", *TRAIN_ARGS],
+                           f"epochs={epochs}", f"runner={runner}", *TRAIN_ARGS],
                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                           text=True) as proc:  # fmt: skip
         assert proc.stderr is not None
@@ -73,27 +76,35 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--runners", default="auto,ray",
+                        help="our runners to time, comma-separated")  # fmt: skip
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="train_vs_peer_"))
     photos = kept_photos(work / "500x375" / "all", max(1800, args.images))
     data = subset(photos, args.images, work / "500x375")
-    walls: dict[str, list[float]] = {"ours": [], "peer": []}
+    runners = args.runners.split(",")
+    walls: dict[str, list[float]] = {who: [] for who in [*runners, "peer"]}
     for r in range(args.rounds):
-        order = ["ours", "peer"] if r % 2 == 0 else ["peer", "ours"]
+        order = [*runners, "peer"] if r % 2 == 0 else ["peer", *runners]
         for who in order:
-            if who == "ours":
-                wall, seen = ours(data, work / "train_ours", args.epochs)
-                marks = ", ".join(f"{k} at {v:.1f} s" for k, v in seen.items())
-                print(f"round {r + 1}: lightly-train train  {wall:6.1f} s  ({marks})")
-            else:
+            if who == "peer":
                 wall = peer(args.peer, data, work / "train_peer", args.epochs)
-                print(f"round {r + 1}: LightlyTrain 0.18   {wall:6.1f} s")
+                print(f"round {r + 1}: LightlyTrain 0.18           {wall:6.1f} s")
+            else:
+                wall, seen = ours(data, work / "train_ours", args.epochs, who)
+                marks = ", ".join(f"{k} at {v:.1f} s" for k, v in seen.items())
+                print(f"round {r + 1}: lightly-train runner={who:<5} {wall:6.1f} s"
+                      f"  ({marks})")  # fmt: skip
             walls[who].append(wall)
             sys.stdout.flush()
-    ratio = sum(walls["ours"]) / sum(walls["peer"])
-    print(f"{args.images} photos, {args.epochs} epochs, {args.rounds} rounds: ours "
-          f"{sum(walls['ours']):.1f} s, peer {sum(walls['peer']):.1f} s, ours / peer "
-          f"= {ratio:.2f} of its wall (goal: at most 1.00)")  # fmt: skip
+    theirs = sum(walls["peer"])
+    print(f"{args.images} photos, {args.epochs} epochs, {args.rounds} rounds: peer "
+          f"{theirs:.1f} s")  # fmt: skip
+    for runner in runners:
+        print(
+            f"  runner={runner}: {sum(walls[runner]):.1f} s, ours / peer = "
+            f"{sum(walls[runner]) / theirs:.2f} of its wall (goal: at most 1.00)"
+        )
 
 
 if __name__ == "__main__":
