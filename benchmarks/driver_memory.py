@@ -2,6 +2,7 @@
 RSS at a small and a large number of tiny images, per output format.
 
     python benchmarks/driver_memory.py [--small 10000] [--large 200000] [--work DIR]
+                                       [--runner auto|ray|local]
 
 The images are 8x8 PNGs (links to 16 files under distinct names) embedded by
 mobilenet_v3_small at 32 px, so decoding and the model cost little and what grows is
@@ -14,6 +15,10 @@ applied to the private peak: for csv, lightly_csv and parquet the large run may
 take at most 50 MB more than the small one; for torch, the output itself
 (N x D x 4 bytes) plus 50 MB. A last row does the same with ``data`` a
 ``manifest.parquet`` that lists the images, written as parquet shards.
+
+``--runner`` goes to the CLI: ``auto`` (default) is the command's own process on a
+machine of at most 4 CPUs without a GPU, where the "driver" also holds the model
+and decodes; ``ray`` measures the Ray driver.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ def main() -> None:
         choices=["torch", "csv", "lightly_csv", "parquet", "manifest"],
         help="only these rows (default: all)",
     )
+    parser.add_argument("--runner", default="auto", choices=["auto", "ray", "local"])
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="driver-memory-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -90,11 +96,12 @@ def main() -> None:
     rows = []
     for label, fmt, inputs in cases:
         runs = [cli(inputs[n], ckpt, work / f"out-{fmt}", f"format={fmt}",
-                    f"image_size={SIZE}") for n in sizes]  # fmt: skip
+                    f"image_size={SIZE}", f"runner={args.runner}")
+                for n in sizes]  # fmt: skip
         output_mb = (sizes[1] - sizes[0]) * DIM * 4 / 2**20 if fmt == "torch" else 0
         rows.append((label, runs, output_mb + LIMIT_MB))
-    print(f"\ndriver peak memory, {MODEL} @{SIZE}, 8x8 PNGs, {sizes[0]} -> {sizes[1]}"
-          " images; MB")  # fmt: skip
+    print(f"\ndriver peak memory, runner={args.runner}, {MODEL} @{SIZE}, 8x8 PNGs, "
+          f"{sizes[0]} -> {sizes[1]} images; MB")  # fmt: skip
     print(f"{'format':24s} {'RSS small':>9s} {'large':>9s} {'growth':>7s} "
           f"{'private':>9s} {'large':>9s} {'growth':>7s} {'limit':>6s} {'ratio':>5s}"
           "  wall s")  # fmt: skip
