@@ -62,12 +62,14 @@ def _init(address: str | None) -> None:
 
 
 # A machine with at most this many CPUs and no GPU, and no Ray to join, embeds and
-# trains in the calling process: starting a local Ray, its helper actors and the
-# model actors' processes costs a laptop 7-19 s of its two cores (16 photos: 12.9 s on
-# Ray, 5.6 s here; 1800: 55.7 s against 36.6 s, at the same steady rate of
-# 53-54 images/s; benchmarks/README.md), and on so few cores one process whose
-# torch threads take every core loses nothing to a pool of actors. Measured on 2
-# CPUs; 4 is a guess that a laptop of 4 behaves alike.
+# trains in the calling process: on 2 CPUs, starting a local Ray, its helper actors
+# and the model actors' processes cost more than the work (resnet18, 16 photos:
+# 12.3 s on Ray, 4.1 s here; 1800: 53.2 s against 38.2 s, at steady rates of 50-52
+# images/s either way), and Ray Train's controller and worker about 14 s per run
+# (SimCLR, 256 photos, 2 epochs: 99 s against 73 s); benchmarks/README.md, stop 24.
+# On so few cores one process whose torch threads take every core loses nothing
+# to a pool of actors. Measured on 2 CPUs; 4 is a guess that a laptop of 4 behaves
+# alike.
 LOCAL_MAX_CPUS = 4
 
 
@@ -85,10 +87,12 @@ def runs_here(
     devices: int | Literal["auto"],
 ) -> bool:
     """Whether ``embed`` or ``train`` runs in this process rather than on Ray.
-    ``"auto"``: here when there is no Ray to use (none initialized in this process, no
-    ``RAY_ADDRESS``: not under ``ray job submit``), the machine has at most
-    ``LOCAL_MAX_CPUS`` CPUs and no GPU, and one model replica will do. Imports
-    torch to look for a GPU unless ``accelerator`` says ``"cpu"``.
+
+    ``"auto"``: here when there is no Ray to use (none initialized in this
+    process, no ``RAY_ADDRESS``: not under ``ray job submit``), the machine has at
+    most ``LOCAL_MAX_CPUS`` CPUs and no GPU, and one model replica (or training
+    worker) will do. Imports torch to look for a GPU unless ``accelerator`` says
+    ``"cpu"``.
 
     Example:
         >>> runs_here("auto", "cpu", "auto")  # a 2-CPU laptop  # doctest: +SKIP

@@ -31,7 +31,14 @@ logger = logging.getLogger(__name__)
 
 
 def local_device(config: EmbedConfig) -> str:
-    """``"cuda"`` or ``"cpu"`` for ``config.accelerator`` on this machine."""
+    """``"cuda"`` or ``"cpu"`` for ``config.accelerator`` on this machine; one
+    model (``devices``)."""
+    if config.devices not in ("auto", 1):
+        raise LightlyTrainError(
+            f"runner='local' runs one model in this process, but devices="
+            f"{config.devices} asks for {config.devices}. Use devices=1, or "
+            "runner='ray' (a model actor per device)."
+        )
     machine = this_machine()
     if config.accelerator == "gpu" and not machine["GPU"]:
         raise LightlyTrainError(
@@ -55,23 +62,14 @@ def embedded_batches(
     device_jpeg: bool,
 ) -> Iterator[dict[str, np.ndarray]]:
     """``{"idx", "embedding", "error"}`` per batch of ``batch`` rows (``rows``, or
-    all), in row order. Decode threads: ``num_workers``, or as many as CPUs; at
-    most one block per thread waits decoded beyond the one being embedded.
-    Torch's thread count is this process's again afterwards."""
+    all), in row order. Decode threads: ``num_workers``, or as many as CPUs; up
+    to one block per thread, and one more, decode ahead of the one being embedded
+    (the first ones while the model loads). Torch's thread count is this
+    process's again afterwards."""
     idx = np.arange(len(files), dtype=np.int64) if rows is None else rows
     cpus = machine_cpus()
     decoders = cpus if config.num_workers == "auto" else config.num_workers
     threads = torch.get_num_threads()
-    embedder = Embedder(
-        entry,
-        device=device,
-        precision=config.precision,
-        num_threads=cpus,
-        model=config.model,
-        compile=config.compile,
-        batch_size=batch,
-        image_size=config.size,
-    )
 
     def decode(start: int) -> dict[str, np.ndarray]:
         block = idx[start : start + batch]
@@ -81,18 +79,30 @@ def embedded_batches(
     pool = ThreadPoolExecutor(decoders, thread_name_prefix="lightly-train-decode")
     starts = iter(range(0, len(idx), batch))
     pending: deque[Future[dict[str, np.ndarray]]] = deque()
+
+    def decode_ahead() -> None:
+        while len(pending) <= decoders and (start := next(starts, None)) is not None:
+            pending.append(pool.submit(decode, start))
+
+    embedder: Embedder | None = None
     try:
-        while True:
-            while len(pending) <= decoders:
-                start = next(starts, None)
-                if start is None:
-                    break
-                pending.append(pool.submit(decode, start))
-            if not pending:
-                return
-            yield embedder(pending.popleft().result())
+        decode_ahead()  # the first blocks decode while the model loads
+        embedder = Embedder(
+            entry,
+            device=device,
+            precision=config.precision,
+            num_threads=cpus,
+            model=config.model,
+            compile=config.compile,
+            batch_size=batch,
+            image_size=config.size,
+        )
+        while pending:
+            rows = pending.popleft().result()
+            decode_ahead()
+            yield embedder(rows)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)
-        del embedder
+        embedder = None  # its model and buffers go before the heap is trimmed
         give_back_freed_memory()

@@ -2,7 +2,9 @@
 
 list + sort (driver) -> decode (CPU tasks) -> embed (actor pool) -> gather by row
 index (driver, into a file of vectors) -> writer -> atomic rename to ``out``; sharded
-formats instead: -> fragments per shard (tasks) -> one merge task per shard
+formats instead: -> fragments per shard (tasks) -> one merge task per shard.
+On a laptop (``runtime.runs_here``) the same stages run in this process
+(``local.py``): decode threads -> one model -> the same gather or shard writer.
 """
 
 from __future__ import annotations
@@ -425,7 +427,7 @@ def execute_here(
     with contextlib.closing(
         embedded_batches(config, entry, files, todo, batch, device, on_device)
         if todo is None or len(todo)
-        else iter(())
+        else (rows for rows in ())  # a resumed run that had all but the output
     ) as batches:
         if not isinstance(state, ShardWork):
             return write_gathered(batches, files, out, config, state)

@@ -2,6 +2,9 @@
 
 checks (driver) -> out/ -> TorchTrainer(N workers: Lightning + RayDDPStrategy)
   -> out/checkpoints/last.ckpt -> out/exported_models/exported_last.pt
+
+On a laptop (``runtime.runs_here``) the one worker's ``fit_worker`` runs in this
+process instead of Ray Train.
 """
 
 from __future__ import annotations

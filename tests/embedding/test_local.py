@@ -128,6 +128,48 @@ def test_local_gpu_without_one_names_the_fix(
         )  # fmt: skip
 
 
+def test_local_with_several_devices_names_the_fix(
+    tmp_path: Path, checkpoint: Path, tree
+) -> None:
+    with pytest.raises(LightlyTrainError, match="devices=1, or runner='ray'"):
+        lightly_train.embed(
+            out=tmp_path / "e.pth", data=tree[0], checkpoint=checkpoint, devices=2,
+            runner="local",
+        )  # fmt: skip
+    assert not (tmp_path / "e.pth").exists()
+
+
+@pytest.mark.parametrize("runner", ["local", "ray"])
+def test_a_resume_with_every_row_done_only_writes(
+    ray_address: str,
+    tmp_path: Path,
+    checkpoint: Path,
+    tree,
+    monkeypatch: pytest.MonkeyPatch,
+    runner: str,
+) -> None:
+    """A run whose writer failed (a full disk) after every row was embedded: the
+    resume embeds nothing and writes what an uninterrupted run writes."""
+    args = {"data": tree[0], "checkpoint": checkpoint, "image_size": SIZE,
+            "batch_size": 8, "runner": runner}  # fmt: skip
+
+    def full_disk(path: Path, embeddings: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setitem(WRITERS, "torch", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            lightly_train.embed(out=tmp_path / "e.pth", **args)
+    resumed = lightly_train.embed(out=tmp_path / "e.pth", resume_interrupted=True,
+                                  **args)  # fmt: skip
+    reference = lightly_train.embed(out=tmp_path / "r.pth", **args)
+    assert resumed.failed == reference.failed
+    a = torch.load(resumed.out, weights_only=True)
+    b = torch.load(reference.out, weights_only=True)
+    assert a["filenames"] == b["filenames"]
+    assert torch.equal(a["embeddings"], b["embeddings"])
+
+
 def test_cli_on_a_laptop_embeds_without_starting_ray(
     tmp_path: Path, checkpoint: Path, tree
 ) -> None:
