@@ -1,7 +1,8 @@
 """The README's main job: pretrain on the bundled sample photos, then embed them.
 
-Runs on a local Ray (or the cluster at RAY_ADDRESS). A few SimCLR epochs at 64 px on
-CPU; on real data use more epochs, larger images and GPUs.
+Runs on the cluster at RAY_ADDRESS, on a local Ray, or on a laptop (at most 4 CPUs, no
+GPU) in this process (``runner="auto"``). A few SimCLR epochs at 64 px on CPU; on real
+data use more epochs, larger images and GPUs.
 
     python examples/demo.py [out_dir]
 """

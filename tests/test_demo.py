@@ -1,4 +1,5 @@
-"""The README's main job, as `make demo` runs it: its own Ray, in a subprocess."""
+"""The README's main job, as `make demo` runs it, in a subprocess: on this 2-CPU
+machine in its own process (runner="auto"), elsewhere on its own Ray."""
 
 import os
 import subprocess
