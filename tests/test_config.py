@@ -237,7 +237,7 @@ def test_validate_config__unknown_argument() -> None:
     assert (
         "Valid arguments are: out, data, checkpoint, format, image_size, batch_size, "
         "num_workers, devices, accelerator, precision, jpeg_decode, compile, "
-        "overwrite, resume_interrupted, on_error, shard_size, model." in message
+        "overwrite, resume_interrupted, on_error, shard_size, runner, model." in message
     )
 
 
