@@ -10,6 +10,7 @@ threads per model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Iterator
@@ -22,12 +23,53 @@ import torch
 from lightly_train._memory import give_back_freed_memory
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles
+from lightly_train.data.publish import output_location
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.embedder import Embedder
+from lightly_train.embedding.pipeline import (
+    batch_size,
+    device_jpeg,
+    write_gathered,
+    write_shards,
+)
+from lightly_train.embedding.resume import ShardWork, WorkState
 from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import machine_cpus, resolve_accelerator, this_machine
 
 logger = logging.getLogger(__name__)
+
+
+def execute(
+    config: EmbedConfig,
+    entry: dict[str, Any],
+    files: ImageFiles,
+    out: str,
+    state: WorkState | ShardWork,
+) -> tuple[int, int, dict[str, str]]:
+    """``pipeline.execute`` in this process: (images, dim, failed)."""
+    device = local_device(config)
+    accelerator = "gpu" if device == "cuda" else "cpu"
+    todo = np.flatnonzero(~state.done) if state.num_done else None
+    batch = batch_size(config.batch_size, accelerator, len(files), config.size)
+    on_device = device_jpeg(config, accelerator)
+    with contextlib.closing(
+        embedded_batches(config, entry, files, todo, batch, device, on_device)
+        if todo is None or len(todo)
+        else (rows for rows in ())  # a resumed run that had all but the output
+    ) as batches:
+        if not isinstance(state, ShardWork):
+            return write_gathered(batches, files, out, config, state)
+        writer, names = state.writer, files.filenames.array
+        pieces = (
+            writer.fragment(rows, names, state.work, config.shard_size,
+                            config.on_error)
+            for rows in batches
+        )  # fmt: skip
+        with output_location(out, directory=True) as target:
+            return write_shards(
+                pieces, state, files, target, config,
+                lambda jobs: [writer.merge(*job) for job in jobs],
+            )  # fmt: skip
 
 
 def local_device(config: EmbedConfig) -> str:

@@ -218,9 +218,16 @@ def run(config: EmbedConfig) -> EmbedSummary:
             gc.collect()
             try:
                 entry = loading.result()
-                run_stages = execute_here if here else execute
-                num_images, dim, failed = run_stages(config, entry, files, out, state)
-                logs = "" if here else ray_logs_dir() or ""
+                if here:
+                    from lightly_train.embedding import local  # torch: loaded by now
+
+                    num_images, dim, failed = local.execute(
+                        config, entry, files, out, state
+                    )
+                    logs = ""
+                else:
+                    num_images, dim, failed = execute(config, entry, files, out, state)
+                    logs = ray_logs_dir() or ""
             except BaseException as ex:
                 release_frames(ex)
                 raise
@@ -407,41 +414,6 @@ def write_output(
     batches = [] if ds is None else ds.iter_batches(batch_size=None,
                                                     batch_format="numpy")  # fmt: skip
     return write_gathered(batches, files, out, config, state)
-
-
-def execute_here(
-    config: EmbedConfig,
-    entry: dict[str, Any],
-    files: ImageFiles,
-    out: str,
-    state: WorkState | ShardWork,
-) -> tuple[int, int, dict[str, str]]:
-    """``execute`` in this process (``local.py``): (images, dim, failed)."""
-    from lightly_train.embedding.local import embedded_batches, local_device
-
-    device = local_device(config)
-    accelerator = "gpu" if device == "cuda" else "cpu"
-    todo = np.flatnonzero(~state.done) if state.num_done else None
-    batch = batch_size(config.batch_size, accelerator, len(files), config.size)
-    on_device = device_jpeg(config, accelerator)
-    with contextlib.closing(
-        embedded_batches(config, entry, files, todo, batch, device, on_device)
-        if todo is None or len(todo)
-        else (rows for rows in ())  # a resumed run that had all but the output
-    ) as batches:
-        if not isinstance(state, ShardWork):
-            return write_gathered(batches, files, out, config, state)
-        writer, names = state.writer, files.filenames.array
-        pieces = (
-            writer.fragment(rows, names, state.work, config.shard_size,
-                            config.on_error)
-            for rows in batches
-        )  # fmt: skip
-        with output_location(out, directory=True) as target:
-            return write_shards(
-                pieces, state, files, target, config,
-                lambda jobs: [writer.merge(*job) for job in jobs],
-            )  # fmt: skip
 
 
 def device_jpeg(config: EmbedConfig, accelerator: str) -> bool:
