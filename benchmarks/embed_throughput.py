@@ -34,9 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from torch import nn
+from lightly_train._openmp import wait_passively
+
+wait_passively()  # as the CLI: this process embeds with runner="local" too
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from photos import kept_photos  # noqa: E402
@@ -174,7 +178,23 @@ def peer_checkpoint(exe: str, data: Path, root: Path) -> Path:
 def model_limit(model: str | nn.Module, size: int) -> float:
     """Images/s of the model alone, all CPUs: the best of contiguous, channels_last
     and channels_last with BatchNorms folded into the convolutions (what embed's
-    actors run), so that embed is held to its own model's speed."""
+    actors run), each with OpenMP's threads sleeping when they wait (this process,
+    as the CLI's) and spinning a while first (GNU OpenMP's default, in a child
+    process: its model runs faster alone), so that embed is held to the fastest
+    its model can run here."""
+    import multiprocessing
+
+    os.environ["GOMP_SPINCOUNT"] = "300000"  # libgomp's own default; it wins
+    try:  # over OMP_WAIT_POLICY, which the child inherits
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            spinning = pool.apply(_model_rate, (model, size))
+    finally:
+        del os.environ["GOMP_SPINCOUNT"]
+    return max(spinning, _model_rate(model, size))
+
+
+def _model_rate(model: str | nn.Module, size: int) -> float:
+    """``model_limit`` in this process's OpenMP wait policy."""
     from lightly_train._memory import keep_freed_memory
     from lightly_train.embedding.embedder import fold_batch_norms
     from lightly_train.models import build_embedding_model

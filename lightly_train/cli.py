@@ -11,6 +11,7 @@ import sys
 import click
 
 from lightly_train._logging import configure_cli_logging
+from lightly_train._openmp import wait_passively
 from lightly_train.config import help_text, parse_cli_args, validate_config
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.errors import LightlyTrainError
@@ -96,6 +97,7 @@ def export(args: tuple[str, ...]) -> None:
 
 def main() -> None:
     """Entry point: user errors print one clear message and exit with status 2."""
+    wait_passively()  # before any command imports torch
     configure_cli_logging()
     try:
         cli.main(standalone_mode=False)
