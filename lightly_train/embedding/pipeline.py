@@ -220,14 +220,9 @@ def run(config: EmbedConfig) -> EmbedSummary:
                 entry = loading.result()
                 if here:
                     from lightly_train.embedding import local  # torch: loaded by now
-
-                    num_images, dim, failed = local.execute(
-                        config, entry, files, out, state
-                    )
-                    logs = ""
-                else:
-                    num_images, dim, failed = execute(config, entry, files, out, state)
-                    logs = ray_logs_dir() or ""
+                run_stages = local.execute if here else execute
+                num_images, dim, failed = run_stages(config, entry, files, out, state)
+                logs = "" if here else ray_logs_dir() or ""
             except BaseException as ex:
                 release_frames(ex)
                 raise
