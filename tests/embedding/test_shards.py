@@ -92,6 +92,28 @@ def test_parts_have_the_same_bytes_however_their_rows_were_batched(
     ]
 
 
+def test_parts_have_small_row_groups_without_dictionaries(tmp_path: Path) -> None:
+    # A merge holds about ten times a row group; 8 MB of 512-d floats is 4096 rows.
+    # Unique filenames and float vectors gain nothing from a dictionary.
+    names = pa.array([f"img{i:05d}.png" for i in range(9000)])
+    rows = block(list(range(9000)))
+    rows["embedding"] = np.repeat(rows["embedding"], 128, axis=1)  # 512-d
+    write_fragments(rows, names, str(tmp_path / "work"), shard_size=10_000)
+    merge_shard(str(tmp_path / "work"), str(tmp_path / "out"), 0, 0)
+    files = [tmp_path / "out" / "part-00000.parquet",
+             *(tmp_path / "work").rglob("*.parquet")]  # fmt: skip
+    assert len(files) == 2
+    meta = pq.ParquetFile(files[0]).metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert sizes == [4096, 4096, 808]
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        encodings = {e for g in range(meta.num_row_groups)
+                     for c in range(meta.num_columns)
+                     for e in meta.row_group(g).column(c).encodings}  # fmt: skip
+        assert not any("DICTIONARY" in e for e in encodings), (path, encodings)
+
+
 def test_a_raising_run_writes_no_fragment_of_a_failed_row(tmp_path: Path) -> None:
     write_fragments(block([0, 1, 2], failed=(1,)), NAMES, str(tmp_path), 10, "raise")
     write_fragments(block([3, 4]), NAMES, str(tmp_path), 10, "raise")
