@@ -11,7 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lightly_train.data.files import IMAGE_EXTENSIONS, Names, list_image_files
+from lightly_train.data.files import (
+    IMAGE_EXTENSIONS,
+    Names,
+    large_strings,
+    list_image_files,
+)
 from lightly_train.errors import LightlyTrainError
 from tests.images import (
     TREE_NUM_HIDDEN,
@@ -218,6 +223,21 @@ def test_names_read_like_a_list_of_strings() -> None:
     assert list(names)[65_536] == "65536.png"
     assert names.take(np.array([3, 1])) == ["00003.png", "00001.png"]
     assert names == Names(list(names)) and names != ["00000.png"]
+
+
+@pytest.mark.parametrize(
+    "strings", [[], [""], ["a.png", "", "b/c.jpg"], ["ünï/cödé.png", "日本.jpg", "x"]]
+)
+def test_large_strings_equal_arrows_conversion(strings: list[str]) -> None:
+    built = large_strings(strings)
+    built.validate(full=True)
+    assert built.equals(pa.array(strings, pa.large_string()))
+
+
+def test_large_strings_refuse_names_that_are_not_utf8() -> None:
+    # os.listdir gives undecodable bytes as surrogates; Arrow refuses them too.
+    with pytest.raises(UnicodeEncodeError):
+        large_strings(["ok.png", os.fsdecode(b"bad\xff.png")])
 
 
 @pytest.mark.parametrize("source", ["directory", "manifest"])
