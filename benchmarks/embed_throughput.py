@@ -3,6 +3,7 @@ run, and optionally against LightlyTrain 0.18.
 
     python benchmarks/embed_throughput.py [--peer ~/.cache/lt-peer/bin/lightly-train]
                                           [--quick] [--only TEXT] [--work DIR]
+                                          [--repeat N]
 
 Measures, on this machine, with JPEG photos cut from scikit-image's real photos
 (``benchmarks/photos.py``):
@@ -21,6 +22,9 @@ Measures, on this machine, with JPEG photos cut from scikit-image's real photos
   with its own checkpoint of the same model (made with its ``pretrain``).
 
 Prints a table at the end; each ratio is against a limit or the peer of this run.
+``--repeat N`` measures each marginal N times, alternating the two runners, and
+prints the median with the range: on a shared 2-CPU machine one marginal moves
+by 5-10% from run to run.
 """
 
 from __future__ import annotations
@@ -144,6 +148,46 @@ def marginal(
     _, t1, t2 = [api(subset(photos, n, root), ckpt, size, work / "o.pth", net, runner)
                  for n in (64, *counts)]  # fmt: skip
     return (counts[1] - counts[0]) / (t2 - t1)
+
+
+def marginals(
+    cases: list[tuple[str, str, str, int, tuple[int, int]]],
+    photos: dict[str, list[Path]],
+    ckpts: dict[str, Path],
+    work: Path,
+    repeat: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each case's marginal rates with ``runner="local"`` and on Ray, ``repeat``
+    rounds of both. The local ones run while no Ray runs beside them: a local
+    Ray's idle processes take their share of 2 CPUs."""
+    import ray
+
+    local: dict[str, list[float]] = {case[0]: [] for case in cases}
+    on_ray: dict[str, list[float]] = {case[0]: [] for case in cases}
+    for _ in range(repeat):
+        for runner, rates in (("local", local), ("ray", on_ray)):
+            if runner == "ray":
+                ray.init(
+                    address="local",
+                    include_dashboard=False,
+                    logging_level="ERROR",
+                    _system_config={"worker_niceness": 0},
+                )  # as embed's own local Ray
+            for label, model, photo, size, counts in cases:
+                rates[label].append(marginal(photos[photo], ckpts[model], size, work,
+                                             model, counts, runner))  # fmt: skip
+        ray.shutdown()
+    return local, on_ray
+
+
+def median_and_range(rates: list[float]) -> tuple[float, str]:
+    """The median of repeated measurements, and their range when there are
+    several (``"median of 3: 50.1-54.2"``)."""
+    rates = sorted(rates)
+    mid = len(rates) // 2
+    median = rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
+    spread = f"; median of {len(rates)}: {rates[0]:.1f}-{rates[-1]:.1f}"
+    return median, spread if len(rates) > 1 else ""
 
 
 class MeanColour(nn.Module):
@@ -291,6 +335,9 @@ def main() -> None:
         "--only", help="only the steady-state rows whose label holds this text"
     )
     parser.add_argument("--work", type=Path, help="keep photos here between runs")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="each marginal this many times (median)"
+    )
     args = parser.parse_args()
     cpus = os.cpu_count() or 1
     work = args.work or Path(tempfile.mkdtemp(prefix="embed-bench-"))
@@ -305,8 +352,6 @@ def main() -> None:
     ckpts = {m: create_checkpoint(work / f"{m.split('/')[1]}.ckpt", model=m)
              for m in models}  # fmt: skip
     rows = Rows()
-
-    import ray
 
     # Steady state: two sizes on one warm Ray, the marginal rate between them.
     cases = [("resnet18@224 500x375", "torchvision/resnet18", "500x375", 224,
@@ -337,31 +382,19 @@ def main() -> None:
         decode = decode_limit(photos[photo], size, cpus)
         net = MeanColour() if model == "mean colour" else model
         limits[label] = (model_limit(net, size), decode, per_core)
-    # In this process first, while no Ray runs beside it: a local Ray's idle
-    # processes take their share of 2 CPUs.
-    local_rates = {label: marginal(photos[photo], ckpts[model], size, work, model,
-                                   counts, "local")
-                   for label, model, photo, size, counts in cases}  # fmt: skip
-    ray.init(
-        address="local",
-        include_dashboard=False,
-        logging_level="ERROR",
-        _system_config={"worker_niceness": 0},
-    )  # as embed's own local Ray
-    for label, model, photo, size, (n1, n2) in cases:
-        rate = marginal(photos[photo], ckpts[model], size, work, model, (n1, n2))
+    local_rates, ray_rates = marginals(cases, photos, ckpts, work, args.repeat)
+    for label, *_, (n1, n2) in cases:
         limit, decode, per_core = limits[label]
         rows.append((f"{label}: model limit", limit, ""))
         rows.append((f"{label}: decode limit ({cpus} CPUs)", decode,
                      f"{per_core:.0f} on one core alone "
                      f"({decode / per_core:.2f}x it on {cpus})"))  # fmt: skip
         bound = min(limit, decode)
-        rows.append((f"{label}: embed marginal {n1}->{n2}", rate,
-                     f"{rate / bound:.2f} x min(model, decode)"))  # fmt: skip
-        local = local_rates[label]
-        rows.append((f"{label}: runner=local marginal", local,
-                     f"{local / bound:.2f} x min(model, decode)"))  # fmt: skip
-    ray.shutdown()
+        for name, rates in ((f"embed marginal {n1}->{n2}", ray_rates[label]),
+                            ("runner=local marginal", local_rates[label])):  # fmt: skip
+            rate, spread = median_and_range(rates)
+            note = f"{rate / bound:.2f} x min(model, decode){spread}"
+            rows.append((f"{label}: {name}", rate, note))
     if args.only:
         return print_table(rows, cpus)
 
