@@ -199,18 +199,35 @@ def large_strings(strings: Sequence[str]) -> pa.Array:
     """``pa.array(strings, pa.large_string())`` built from the UTF-8 bytes. Arrow's
     converter from Python objects left the process 40-52 MB larger after 200k
     paths (10 MB of arrays), kept after the arrays were deleted and whichever
-    Arrow memory pool; this way it is +14 MB, and it goes with the arrays. Like
-    the converter, a name that is not valid UTF-8 raises UnicodeEncodeError.
+    Arrow memory pool; this way it is +14 MB, and it goes with the arrays. A
+    name that is not valid UTF-8 (``os`` gives its bytes as surrogates) cannot
+    be an output filename: it is named, with the fix.
 
     Example:
         >>> large_strings(["a.png", "b/c.jpg"]).to_pylist()
         ['a.png', 'b/c.jpg']
     """
-    encoded = [s.encode() for s in strings]
+    try:
+        encoded = [s.encode() for s in strings]
+    except UnicodeEncodeError:
+        bad = next(s for s in strings if not s.isascii() and _not_utf8(s))
+        raise LightlyTrainError(
+            f"The file name {os.fsencode(bad)!r} is not valid UTF-8, so it cannot "
+            "be an output filename. Rename it to UTF-8 (e.g. convmv -f latin1 -t "
+            "utf8 --notest -r DIR), or move it out of the data."
+        ) from None
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(e) for e in encoded], out=offsets[1:])
     data = pa.py_buffer(b"".join(encoded))
     return pa.LargeStringArray.from_buffers(len(encoded), pa.py_buffer(offsets), data)
+
+
+def _not_utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _repeated(names: pa.Array) -> np.ndarray:

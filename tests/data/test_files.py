@@ -234,10 +234,15 @@ def test_large_strings_equal_arrows_conversion(strings: list[str]) -> None:
     assert built.equals(pa.array(strings, pa.large_string()))
 
 
-def test_large_strings_refuse_names_that_are_not_utf8() -> None:
-    # os.listdir gives undecodable bytes as surrogates; Arrow refuses them too.
-    with pytest.raises(UnicodeEncodeError):
-        large_strings(["ok.png", os.fsdecode(b"bad\xff.png")])
+def test_a_file_name_that_is_not_utf8_is_named_with_the_fix(tmp_path: Path) -> None:
+    # os.scandir gives the undecodable byte as a surrogate, which has no UTF-8.
+    write_image(tmp_path / "ok.png")
+    write_image(tmp_path / os.fsdecode(b"caf\xe9.png"))
+    with pytest.raises(LightlyTrainError) as error:
+        list_image_files(tmp_path)
+    message = str(error.value)
+    assert "b'caf\\xe9.png' is not valid UTF-8" in message
+    assert "Rename it" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("source", ["directory", "manifest"])
