@@ -134,7 +134,18 @@ def list_image_files(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles
     output could not tell them apart.
     """
     if isinstance(data, str | os.PathLike) and is_manifest(str(data)):
-        return read_manifest(str(data))
+        files = read_manifest(str(data))
+    else:
+        files = _list(data)
+    # Arrow's pool (mimalloc) keeps the pages of the listing's copies (joined,
+    # sorted, taken: 32 MB at the peak for 200k paths, of which 10 MB stay) for
+    # allocations as large, which the rest of a run does not make: 200k paths
+    # left the process 30 MB larger than 10k did, 6 MB after this.
+    pa.default_memory_pool().release_unused()
+    return files
+
+
+def _list(data: str | os.PathLike[str] | Sequence[str]) -> ImageFiles:
     entries = [data] if isinstance(data, str | os.PathLike) else list(data)
     names: list[pa.Array] = []
     locations: list[pa.Array] = []
