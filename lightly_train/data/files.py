@@ -220,25 +220,17 @@ def large_strings(strings: Sequence[str]) -> pa.Array:
     """
     try:
         encoded = [s.encode() for s in strings]
-    except UnicodeEncodeError:
-        bad = next(s for s in strings if not s.isascii() and _not_utf8(s))
+    except UnicodeEncodeError as error:  # its object: the name
+        name = os.fsencode(error.object)
         raise LightlyTrainError(
-            f"The file name {os.fsencode(bad)!r} is not valid UTF-8, so it cannot "
-            "be an output filename. Rename it to UTF-8 (e.g. convmv -f latin1 -t "
-            "utf8 --notest -r DIR), or move it out of the data."
+            f"The file name {name!r} is not valid UTF-8, so it cannot be an output "
+            "filename. Rename it to UTF-8 (e.g. convmv -f latin1 -t utf8 --notest "
+            "-r DIR), or move it out of the data."
         ) from None
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(e) for e in encoded], out=offsets[1:])
     data = pa.py_buffer(b"".join(encoded))
     return pa.LargeStringArray.from_buffers(len(encoded), pa.py_buffer(offsets), data)
-
-
-def _not_utf8(name: str) -> bool:
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _repeated(names: pa.Array) -> np.ndarray:
@@ -274,10 +266,9 @@ def read_manifest(path: str) -> ImageFiles:
             raise LightlyTrainError(
                 f"Manifest '{path}' needs a 'path' column; it has {table.column_names}."
             )
-        entries = table.column(column).combine_chunks().cast(pa.large_string())
-        entries = pc.drop_null(entries)
+        entries = pc.drop_null(_utf8(table.column(column).combine_chunks(), path))
     else:
-        text = pa.array([raw], pa.large_binary()).cast(pa.large_string())
+        text = _utf8(pa.array([raw], pa.large_binary()), path)
         lines = pc.list_flatten(pc.split_pattern_regex(text, r"\r\n|\r|\n"))
         entries = pc.utf8_trim_whitespace(lines)
     entries = entries.filter(pc.not_equal(entries, ""))
@@ -290,6 +281,30 @@ def read_manifest(path: str) -> ImageFiles:
         raise LightlyTrainError(f"Manifest '{path}' lists images twice: {dupes}.")
     paths = storage.locate_all(names, storage.parent(path))
     return ImageFiles(Names(names), Names(paths), num_ignored=0, num_hidden=0)
+
+
+def _utf8(values: pa.Array, manifest: str) -> pa.Array:
+    """``values`` (strings or bytes) as large strings; a manifest whose bytes are
+    not UTF-8 is named, with its first such line, and the fix."""
+    try:
+        return values.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        lines = b"\n".join(v for v in values.to_pylist() if v is not None)
+        bad = next((i for i, line in enumerate(lines.splitlines(), 1)
+                    if not _decodes(line)), None)  # fmt: skip
+        raise LightlyTrainError(
+            f"Manifest '{manifest}' is not UTF-8 text"
+            + (f" (entry {bad})" if bad else "")
+            + ". Save it as UTF-8, with file names that are UTF-8."
+        ) from None
+
+
+def _decodes(line: bytes) -> bool:
+    try:
+        line.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _unsupported(message: str) -> str:

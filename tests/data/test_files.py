@@ -203,6 +203,21 @@ def test_manifest_errors(tmp_path: Path) -> None:
         list_image_files(columns)
 
 
+def test_a_manifest_that_is_not_utf8_names_its_entry(tmp_path: Path) -> None:
+    text = tmp_path / "latin1.txt"
+    text.write_bytes(b"a.jpg\r\ncaf\xe9.jpg\n")
+    table = tmp_path / "latin1.parquet"
+    paths = pa.array([b"a.jpg", None, b"b.jpg", b"caf\xe9.jpg"], pa.binary())
+    pq.write_table(pa.table({"path": paths}), table)
+    for manifest, entry in ((text, 2), (table, 3)):  # nulls are not entries
+        with pytest.raises(LightlyTrainError) as error:
+            list_image_files(manifest)
+        assert str(error.value) == (
+            f"Manifest '{manifest}' is not UTF-8 text (entry {entry}). Save it as "
+            "UTF-8, with file names that are UTF-8."
+        )
+
+
 def test_manifest_keeps_names_and_uris_as_given(tmp_path: Path) -> None:
     manifest = tmp_path / "m.txt"
     manifest.write_text("s3://bucket/x.jpg\nsub/b.png\n/abs/a.png\n")
