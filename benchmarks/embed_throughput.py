@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,32 +163,35 @@ def marginals(
     Ray's idle processes take their share of 2 CPUs."""
     import ray
 
-    local: dict[str, list[float]] = {case[0]: [] for case in cases}
-    on_ray: dict[str, list[float]] = {case[0]: [] for case in cases}
+    rates: dict[str, dict[str, list[float]]] = {"local": {}, "ray": {}}
+
+    def measure(runner: str) -> None:
+        for label, model, photo, size, counts in cases:
+            rate = marginal(photos[photo], ckpts[model], size, work, model, counts,
+                            runner)  # fmt: skip
+            rates[runner].setdefault(label, []).append(rate)
+
     for _ in range(repeat):
-        for runner, rates in (("local", local), ("ray", on_ray)):
-            if runner == "ray":
-                ray.init(
-                    address="local",
-                    include_dashboard=False,
-                    logging_level="ERROR",
-                    _system_config={"worker_niceness": 0},
-                )  # as embed's own local Ray
-            for label, model, photo, size, counts in cases:
-                rates[label].append(marginal(photos[photo], ckpts[model], size, work,
-                                             model, counts, runner))  # fmt: skip
+        measure("local")
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            logging_level="ERROR",
+            _system_config={"worker_niceness": 0},
+        )  # as embed's own local Ray
+        measure("ray")
         ray.shutdown()
-    return local, on_ray
+    return rates["local"], rates["ray"]
 
 
 def median_and_range(rates: list[float]) -> tuple[float, str]:
     """The median of repeated measurements, and their range when there are
-    several (``"median of 3: 50.1-54.2"``)."""
-    rates = sorted(rates)
-    mid = len(rates) // 2
-    median = rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
-    spread = f"; median of {len(rates)}: {rates[0]:.1f}-{rates[-1]:.1f}"
-    return median, spread if len(rates) > 1 else ""
+    several (``"; median of 3: 50.1-54.2"``)."""
+    if len(rates) == 1:
+        return rates[0], ""
+    return statistics.median(rates), (
+        f"; median of {len(rates)}: {min(rates):.1f}-{max(rates):.1f}"
+    )
 
 
 class MeanColour(nn.Module):
