@@ -173,7 +173,7 @@ def test_validate_config__defaults() -> None:
 
 
 def test_auto_batch_size_per_accelerator() -> None:
-    from lightly_train.embedding.pipeline import batch_size
+    from lightly_train.embedding.config import batch_size
 
     assert (batch_size("auto", "cpu"), batch_size("auto", "gpu")) == (64, 512)
     assert batch_size(7, "gpu") == 7
@@ -199,7 +199,7 @@ def test_auto_cpu_batches_hold_as_many_pixels_as_64_at_224(
 ) -> None:
     """Small images: more of them per batch (at most 1024); large: fewer (at
     least 8). GPU batches stay 512: their JPEGs decode at full size."""
-    from lightly_train.embedding.pipeline import batch_size
+    from lightly_train.embedding.config import batch_size
 
     assert batch_size("auto", "cpu", image_size=size) == cpu
     assert batch_size("auto", "gpu", image_size=size) == 512

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lightly_train._signals import interrupts_raise, raise_if_interrupted
-from lightly_train.embedding.pipeline import gather
+from lightly_train.embedding.output import gather
 from lightly_train.embedding.resume import WorkState
 from tests.embedding.test_gather import batches, files
 

@@ -24,14 +24,9 @@ from lightly_train._memory import give_back_freed_memory
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.files import ImageFiles
 from lightly_train.data.publish import output_location
-from lightly_train.embedding.config import EmbedConfig
+from lightly_train.embedding.config import EmbedConfig, batch_size, device_jpeg
 from lightly_train.embedding.embedder import Embedder
-from lightly_train.embedding.pipeline import (
-    batch_size,
-    device_jpeg,
-    write_gathered,
-    write_shards,
-)
+from lightly_train.embedding.output import write_gathered, write_shards
 from lightly_train.embedding.resume import ShardWork, WorkState
 from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import machine_cpus, resolve_accelerator, this_machine

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lightly_train.data.files import ImageFiles
-from lightly_train.embedding.pipeline import gather
+from lightly_train.embedding.output import gather
 from lightly_train.embedding.resume import WorkState
 
 DIM = 8

@@ -53,8 +53,8 @@ import torch
 from lightly_train.checkpoint import load_checkpoint_entry
 from lightly_train.data.decode import load_image
 from lightly_train.data.files import list_image_files
+from lightly_train.embedding.blocks import manifest
 from lightly_train.embedding.embedder import Embedder
-from lightly_train.embedding.pipeline import manifest
 from lightly_train.runtime import plan_actors
 from tests.images import write_image
 
