@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from lightly_train.data.files import ImageFiles
+from lightly_train.data.names import ImageFiles
 from lightly_train.runtime import Plan
 
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 16, 256  # manifest rows per decode task

@@ -22,7 +22,7 @@ import torch
 
 from lightly_train._memory import give_back_freed_memory
 from lightly_train.data.decode import decode_batch
-from lightly_train.data.files import ImageFiles
+from lightly_train.data.names import ImageFiles
 from lightly_train.data.publish import output_location
 from lightly_train.embedding.config import EmbedConfig, batch_size, device_jpeg
 from lightly_train.embedding.embedder import Embedder

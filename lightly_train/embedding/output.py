@@ -23,7 +23,7 @@ import ray
 from lightly_train._progress import Progress
 from lightly_train._signals import raise_if_interrupted
 from lightly_train.data import storage
-from lightly_train.data.files import ImageFiles
+from lightly_train.data.names import ImageFiles
 from lightly_train.data.publish import output_location
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.report import check_some_decoded, raise_failure

@@ -29,7 +29,8 @@ from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import check_checkpoint_file
 from lightly_train.config import validate_config
 from lightly_train.data.decode import decode_batch
-from lightly_train.data.files import ImageFiles, list_image_files
+from lightly_train.data.files import list_image_files
+from lightly_train.data.names import ImageFiles
 from lightly_train.embedding.blocks import manifest, max_block_rows
 from lightly_train.embedding.config import EmbedConfig, batch_size, device_jpeg
 from lightly_train.embedding.output import write_output

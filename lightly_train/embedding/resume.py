@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from lightly_train.data import storage
-from lightly_train.data.files import ImageFiles
+from lightly_train.data.names import ImageFiles
 from lightly_train.data.publish import atomic_path, output_location
 from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.vectors import VectorFile

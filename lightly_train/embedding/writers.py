@@ -32,7 +32,7 @@ class Embeddings:
     it chunk by chunk.
     """
 
-    filenames: Sequence[str]  # a list, or ``files.Names``
+    filenames: Sequence[str]  # a list, or ``names.Names``
     vectors: np.ndarray | VectorFile  # (N_all, D) float32
     rows: np.ndarray  # (N,) int64 indices into vectors
 

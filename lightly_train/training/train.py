@@ -28,7 +28,8 @@ from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
 from lightly_train.data import storage
-from lightly_train.data.files import ImageFiles, list_image_files
+from lightly_train.data.files import list_image_files
+from lightly_train.data.names import ImageFiles
 from lightly_train.data.publish import atomic_path
 from lightly_train.errors import LightlyTrainError, find_cause
 from lightly_train.runtime import node_cpus, ray_session, runs_here, this_machine

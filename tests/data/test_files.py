@@ -11,12 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lightly_train.data.files import (
-    IMAGE_EXTENSIONS,
-    Names,
-    large_strings,
-    list_image_files,
-)
+from lightly_train.data.files import IMAGE_EXTENSIONS, list_image_files
+from lightly_train.data.names import Names, large_strings
 from lightly_train.errors import LightlyTrainError
 from tests.images import (
     TREE_NUM_HIDDEN,

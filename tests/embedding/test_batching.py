@@ -12,7 +12,7 @@ from torch import nn
 
 import lightly_train
 from lightly_train.checkpoint import checkpoint_entry, save_checkpoint
-from lightly_train.data.files import ImageFiles
+from lightly_train.data.names import ImageFiles
 from lightly_train.embedding.blocks import (
     MAX_BLOCK_ROWS,
     MIN_BLOCK_ROWS,

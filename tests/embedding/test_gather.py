@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightly_train.data.files import ImageFiles
+from lightly_train.data.names import ImageFiles
 from lightly_train.embedding.output import gather
 from lightly_train.embedding.resume import WorkState
 
