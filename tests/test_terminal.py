@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lightly_train._cpu import bf16_hint, native_bf16
 from lightly_train._logging import _pump
 from lightly_train.checkpoint import create_checkpoint
 from tests.images import write_image
@@ -73,6 +74,13 @@ def test_two_epochs_of_train_print_a_line_per_epoch(
                 "transform_args.image_size=16", f"runner={runner}")  # fmt: skip
     where = "in this process on CPU" if runner == "auto" else "1 cpu worker(s)"
     assert any(where in line for line in lines), "\n".join(lines)
+    # The bf16 hint: for this machine's CPU, where it computes bf16 in hardware.
+    hinted = [line for line in lines if "computes bf16" in line]
+    if runner == "auto" and native_bf16():
+        assert len(hinted) == 1, "\n".join(lines)
+        assert hinted[0].endswith(bf16_hint("32-true", "trains"))
+    else:
+        assert hinted == [], "\n".join(lines)
     assert len(lines) <= 25, "\n".join(lines)
     assert not [line for line in lines if NOISE.search(line)], "\n".join(lines)
     epochs = [line for line in lines if " Epoch " in line]

@@ -48,7 +48,9 @@ class TrainConfig(Config):
         "auto", description="cpu, gpu, or auto (gpu if the cluster has any)."
     )
     precision: Literal["32-true", "bf16-mixed", "16-mixed"] = Field(
-        "32-true", description="32-true, bf16-mixed, or 16-mixed (GPU only)."
+        "32-true",
+        description="32-true, bf16-mixed (GPUs; CPUs with bf16 in hardware, "
+        "AMX or AVX-512 BF16: about 2x as fast as 32-true), or 16-mixed (GPU only).",
     )
     seed: int = Field(0, description="Random seed.")
     optim_args: dict[str, Any] | None = Field(

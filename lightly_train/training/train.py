@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import ray
 
 from lightly_train._background import in_background
+from lightly_train._cpu import bf16_hint
 from lightly_train._memory import ONE_ARENA
 from lightly_train._signals import interrupts_raise
 from lightly_train.checkpoint import load_embedding_model
@@ -208,6 +209,9 @@ def run(config: TrainConfig) -> TrainSummary:
                    f"{plan.num_workers} {plan.accelerator} worker(s)")
                 + f", {spec.steps_per_epoch} steps/epoch."
             )  # fmt: skip
+            hint = bf16_hint(config.precision, "trains") if here else ""
+            if hint and plan.accelerator == "cpu":  # this machine's CPU
+                logger.info(hint)
             with (
                 interrupts_raise(),
                 EpochLines(out / "metrics.jsonl", config.epochs, spec.steps_per_epoch,

@@ -3,6 +3,7 @@ the same output as on Ray, bit for bit, and the process left as it was."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 import lightly_train
+from lightly_train._cpu import bf16_hint, native_bf16
 from lightly_train.embedding.writers import SHARDED_WRITERS, WRITERS
 from lightly_train.errors import LightlyTrainError
 from tests.images import make_image_tree
@@ -195,3 +197,31 @@ def test_cli_on_a_laptop_embeds_without_starting_ray(
     b = torch.load(reference.out, weights_only=True)
     assert a["filenames"] == b["filenames"]
     assert np.array_equal(a["embeddings"].numpy(), b["embeddings"].numpy())
+
+
+def test_bf16_on_cpu_is_close_to_float32_and_the_log_says_when(
+    tmp_path: Path, checkpoint: Path, tree, caplog: pytest.LogCaptureFixture
+) -> None:
+    """precision=bf16-mixed on CPU runs in bf16 (other bits), close to float32;
+    a float32 run names it where the CPU computes bf16 in hardware, only there."""
+    root, _ = tree
+    args = {"data": root, "checkpoint": checkpoint, "image_size": SIZE,
+            "batch_size": 8, "runner": "local"}  # fmt: skip
+    hints = {}
+    for precision in ("32-true", "bf16-mixed"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="lightly_train"):
+            lightly_train.embed(out=tmp_path / precision, precision=precision, **args)
+        hints[precision] = [
+            r.message for r in caplog.records if "computes bf16" in r.message
+        ]
+    assert hints["bf16-mixed"] == []
+    flag = native_bf16()
+    assert hints["32-true"] == ([bf16_hint("32-true", "embeds")] if flag else [])
+    if flag:
+        assert f"({flag})" in hints["32-true"][0]
+    full = torch.load(tmp_path / "32-true", weights_only=True)["embeddings"]
+    half = torch.load(tmp_path / "bf16-mixed", weights_only=True)["embeddings"]
+    assert not torch.equal(full, half)
+    cosine = torch.nn.functional.cosine_similarity(full, half)
+    assert cosine.min() > 0.999, cosine.min()
