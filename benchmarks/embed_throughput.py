@@ -20,6 +20,9 @@ Measures, on this machine, with JPEG photos cut from scikit-image's real photos
   ``runner=ray`` (Ray start, imports, actors), and the driver's peak RSS;
 - with ``--peer``: LightlyTrain 0.18's ``embed`` on the same 1800 and 16 photos
   with its own checkpoint of the same model (made with its ``pretrain``).
+- resnet18 also with ``precision="bf16-mixed"`` (bf16 autocast, on CPU too): its
+  model limit in bf16, its marginals, and the CLI on 1800 photos against the
+  peer's float32 run (a CPU with bf16 in hardware runs it about twice as fast).
 
 Prints a table at the end; each ratio is against a limit or the peer of this run.
 ``--repeat N`` measures each marginal N times, alternating the two runners, and
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +124,7 @@ def api(
     out: Path,
     model: nn.Module | None = None,
     runner: str = "auto",
+    precision: str = "32-true",
 ) -> float:
     """Wall seconds of ``lightly_train.embed`` on the running Ray (its actor pool
     starts anew each call, so start-up is in every run and cancels in a marginal
@@ -129,30 +134,39 @@ def api(
 
     start = time.perf_counter()
     lightly_train.embed(out=out, data=data, checkpoint=ckpt, image_size=size,
-                        overwrite=True, model=model, runner=runner)  # fmt: skip
+                        overwrite=True, model=model, runner=runner,
+                        precision=precision)  # fmt: skip
     return time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class Case:
+    """One steady-state row: ``model`` on ``photo`` photos resized to ``size``,
+    marginal between ``counts`` photos, in ``precision``."""
+
+    label: str
+    model: str  # a model name, or "mean colour"
+    photo: str  # "500x375" or "2000x1500"
+    size: int
+    counts: tuple[int, int]
+    precision: str = "32-true"
+
+
 def marginal(
-    photos: list[Path],
-    ckpt: Path,
-    size: int,
-    work: Path,
-    model: str,
-    counts: tuple[int, int],
-    runner: str = "auto",
+    case: Case, photos: list[Path], ckpt: Path, work: Path, runner: str = "auto"
 ) -> float:
-    """``(n2 - n1) / (t2 - t1)`` of ``api`` on ``counts`` photos after a warm-up
-    run of 64: the steady rate, start-up cancelled."""
-    net = MeanColour() if model == "mean colour" else None
+    """``(n2 - n1) / (t2 - t1)`` of ``api`` on ``case.counts`` photos after a
+    warm-up run of 64: the steady rate, start-up cancelled."""
+    net = MeanColour() if case.model == "mean colour" else None
     root = photos[0].parent.parent
-    _, t1, t2 = [api(subset(photos, n, root), ckpt, size, work / "o.pth", net, runner)
-                 for n in (64, *counts)]  # fmt: skip
-    return (counts[1] - counts[0]) / (t2 - t1)
+    _, t1, t2 = [api(subset(photos, n, root), ckpt, case.size, work / "o.pth", net,
+                     runner, case.precision)
+                 for n in (64, *case.counts)]  # fmt: skip
+    return (case.counts[1] - case.counts[0]) / (t2 - t1)
 
 
 def marginals(
-    cases: list[tuple[str, str, str, int, tuple[int, int]]],
+    cases: list[Case],
     photos: dict[str, list[Path]],
     ckpts: dict[str, Path],
     work: Path,
@@ -166,10 +180,9 @@ def marginals(
     rates: dict[str, dict[str, list[float]]] = {"local": {}, "ray": {}}
 
     def measure(runner: str) -> None:
-        for label, model, photo, size, counts in cases:
-            rate = marginal(photos[photo], ckpts[model], size, work, model, counts,
-                            runner)  # fmt: skip
-            rates[runner].setdefault(label, []).append(rate)
+        for case in cases:
+            rate = marginal(case, photos[case.photo], ckpts[case.model], work, runner)
+            rates[runner].setdefault(case.label, []).append(rate)
 
     for _ in range(repeat):
         measure("local")
@@ -241,7 +254,7 @@ def peer_checkpoint(exe: str, data: Path, root: Path) -> Path:
     return out / "checkpoints" / "last.ckpt"
 
 
-def model_limit(model: str | nn.Module, size: int) -> float:
+def model_limit(model: str | nn.Module, size: int, precision: str = "32-true") -> float:
     """Images/s of the model alone, all CPUs: the best of contiguous, channels_last
     and channels_last with BatchNorms folded into the convolutions (what embed's
     actors run), each with OpenMP's threads sleeping when they wait (this process,
@@ -253,13 +266,13 @@ def model_limit(model: str | nn.Module, size: int) -> float:
     os.environ["GOMP_SPINCOUNT"] = "300000"  # libgomp's own default; it wins
     try:  # over OMP_WAIT_POLICY, which the child inherits
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            spinning = pool.apply(_model_rate, (model, size))
+            spinning = pool.apply(_model_rate, (model, size, precision))
     finally:
         del os.environ["GOMP_SPINCOUNT"]
-    return max(spinning, _model_rate(model, size))
+    return max(spinning, _model_rate(model, size, precision))
 
 
-def _model_rate(model: str | nn.Module, size: int) -> float:
+def _model_rate(model: str | nn.Module, size: int, precision: str) -> float:
     """``model_limit`` in this process's OpenMP wait policy."""
     from lightly_train._memory import keep_freed_memory
     from lightly_train.embedding.embedder import fold_batch_norms
@@ -276,7 +289,8 @@ def _model_rate(model: str | nn.Module, size: int) -> float:
                            (torch.channels_last, folded)):  # fmt: skip
         candidate = candidate.to(memory_format=fmt)
         x = torch.randn(64, 3, size, size).contiguous(memory_format=fmt)
-        with torch.inference_mode():
+        bf16 = precision == "bf16-mixed"  # embed's autocast, as in the Embedder
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, bf16):
             candidate(x)
             start, n = time.perf_counter(), 0
             while time.perf_counter() - start < 8:
@@ -358,36 +372,42 @@ def main() -> None:
     rows = Rows()
 
     # Steady state: two sizes on one warm Ray, the marginal rate between them.
-    cases = [("resnet18@224 500x375", "torchvision/resnet18", "500x375", 224,
-              (600, 1800))]  # fmt: skip
+    r18, r50 = "torchvision/resnet18", "torchvision/resnet50"
+    cases = [
+        Case("resnet18@224 500x375", r18, "500x375", 224, (600, 1800)),
+        # bf16 autocast on CPU: twice float32's rate where the CPU has bf16 in
+        # hardware (AVX-512 BF16, AMX), so decoding weighs twice as much.
+        Case("resnet18@224 500x375 bf16", r18, "500x375", 224, (600, 1800),
+             "bf16-mixed"),
+    ]  # fmt: skip
     if not args.quick:
         cases += [
             # 150 -> 450 read 0.68 of the limit where 600 -> 1800 read 0.94: each
             # actor's first batches and the padding of 450 images to 512 weighed.
-            ("resnet50@224 500x375", "torchvision/resnet50", "500x375", 224,
-             (600, 1800)),
-            ("resnet18@224 2000x1500", "torchvision/resnet18", "2000x1500", 224,
-             (300, 900)),
+            Case("resnet50@224 500x375", r50, "500x375", 224, (600, 1800)),
+            Case("resnet18@224 2000x1500", r18, "2000x1500", 224, (300, 900)),
             # Not bound by decoding alone: the model costs about what a decode
             # does (0.32 against 0.69 ms per image-core).
-            ("mobilenet_v3_small@64 500x375", "torchvision/mobilenet_v3_small",
-             "500x375", 64, (1800, 9000)),
+            Case("mobilenet_v3_small@64 500x375", "torchvision/mobilenet_v3_small",
+                 "500x375", 64, (1800, 9000)),
             # Decode-bound: a model that costs next to nothing.
-            ("mean colour@64 500x375", "mean colour", "500x375", 64,
-             (9000, 36000)),
+            Case("mean colour@64 500x375", "mean colour", "500x375", 64,
+                 (9000, 36000)),
         ]  # fmt: skip
     ckpts["mean colour"] = custom_checkpoint(MeanColour(), 64, work / "mean.ckpt")
     if args.only:
-        cases = [case for case in cases if args.only in case[0]]
+        cases = [case for case in cases if args.only in case.label]
     # Limits first, while nothing else runs on the machine.
     limits = {}
-    for label, model, photo, size, _ in cases:
-        per_core = decode_limit(photos[photo], size, 1)
-        decode = decode_limit(photos[photo], size, cpus)
-        net = MeanColour() if model == "mean colour" else model
-        limits[label] = (model_limit(net, size), decode, per_core)
+    for case in cases:
+        per_core = decode_limit(photos[case.photo], case.size, 1)
+        decode = decode_limit(photos[case.photo], case.size, cpus)
+        net = MeanColour() if case.model == "mean colour" else case.model
+        model = model_limit(net, case.size, case.precision)
+        limits[case.label] = (model, decode, per_core)
     local_rates, ray_rates = marginals(cases, photos, ckpts, work, args.repeat)
-    for label, *_, (n1, n2) in cases:
+    for case in cases:
+        label, (n1, n2) = case.label, case.counts
         limit, decode, per_core = limits[label]
         rows.append((f"{label}: model limit", limit, ""))
         rows.append((f"{label}: decode limit ({cpus} CPUs)", decode,
@@ -405,15 +425,16 @@ def main() -> None:
     # End to end, as a user runs it: fresh processes, Ray start included.
     # runner=auto is the command's own process on a machine of at most 4 CPUs
     # without a GPU; runner=ray the Ray pipeline on a local Ray.
-    r18 = ckpts["torchvision/resnet18"]
     walls = {}
-    for runner in ("auto", "ray"):
-        for n in (16, 1800):
-            walls[runner, n] = cli(subset(photos["500x375"], n, work / "500x375"),
-                                   r18, work / "c.pth", f"runner={runner}")  # fmt: skip
-            rows.append((f"lightly-train embed runner={runner}: {n} photos, wall s",
-                         walls[runner, n][0],
-                         f"driver peak RSS {walls[runner, n][1]:.0f} MB"))  # fmt: skip
+    runs = [(runner, n, ()) for runner in ("auto", "ray") for n in (16, 1800)]
+    runs.append(("auto bf16", 1800, ("precision=bf16-mixed",)))
+    for runner, n, extra in runs:
+        walls[runner, n] = cli(subset(photos["500x375"], n, work / "500x375"),
+                               ckpts[r18], work / "c.pth",
+                               f"runner={runner.split()[0]}", *extra)  # fmt: skip
+        rows.append((f"lightly-train embed runner={runner}: {n} photos, wall s",
+                     walls[runner, n][0],
+                     f"driver peak RSS {walls[runner, n][1]:.0f} MB"))  # fmt: skip
     if args.peer:
         few = subset(photos["500x375"], 16, work / "500x375")
         ckpt = peer_checkpoint(args.peer, few, work)
@@ -421,7 +442,8 @@ def main() -> None:
             theirs = peer(args.peer, subset(photos["500x375"], n, work / "500x375"),
                           ckpt, work / "peer.pth")  # fmt: skip
             ratios = [f"{runner} {theirs / walls[runner, n][0]:.2f}x"
-                      for runner in ("auto", "ray")]  # fmt: skip
+                      for runner in ("auto", "ray", "auto bf16")
+                      if (runner, n) in walls]  # fmt: skip
             rows.append((f"LightlyTrain 0.18 embed: {n} photos, wall s", theirs,
                          f"ours faster: {', '.join(ratios)}"))  # fmt: skip
     print_table(rows, cpus)
