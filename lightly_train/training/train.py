@@ -4,7 +4,8 @@ checks (driver) -> out/ -> TorchTrainer(N workers: Lightning + RayDDPStrategy)
   -> out/checkpoints/last.ckpt -> out/exported_models/exported_last.pt
 
 On a laptop (``runtime.runs_here``) the one worker's ``fit_worker`` runs in this
-process instead of Ray Train.
+process instead of Ray Train (``fitting``); ``outputs`` checks, clears and exports
+what the run writes into ``out/``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import importlib
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,17 +24,24 @@ import ray
 
 from lightly_train._background import in_background
 from lightly_train._cpu import bf16_hint
-from lightly_train._memory import ONE_ARENA
 from lightly_train._signals import interrupts_raise
-from lightly_train.checkpoint import load_embedding_model
 from lightly_train.config import validate_config
 from lightly_train.data import storage
 from lightly_train.data.files import list_image_files
 from lightly_train.data.names import ImageFiles
-from lightly_train.data.publish import atomic_path
-from lightly_train.errors import LightlyTrainError, find_cause
+from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import node_cpus, ray_session, runs_here, this_machine
 from lightly_train.training.config import TrainConfig
+from lightly_train.training.fitting import (
+    fit,
+    fit_here,
+    interrupted_message,
+)
+from lightly_train.training.outputs import (
+    check_out,
+    export_backbone,
+    prepare_out,
+)
 from lightly_train.training.plan import WorkerPlan, plan_workers
 from lightly_train.training.plots import plot_metrics
 from lightly_train.training.progress import EpochLines
@@ -42,15 +49,8 @@ from lightly_train.training.progress import EpochLines
 if TYPE_CHECKING:
     from torch import nn
 
-    from lightly_train.training.worker import WorkerSpec
 
 logger = logging.getLogger(__name__)
-
-# What a run writes into out/; overwrite=True removes exactly these.
-OUTPUTS = (
-    "checkpoints", "exported_models", "metrics.jsonl", "metrics.png", "train.log",
-    "config.json", "tensorboard", ".ray_train",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -287,39 +287,6 @@ def check_data_and_out(config: TrainConfig) -> tuple[ImageFiles, Path]:
     return files, out
 
 
-def check_out(out: Path, overwrite: bool, resume: bool) -> None:
-    """Fails if ``out`` cannot take this run's outputs; writes nothing."""
-    if out.exists() and not out.is_dir():
-        raise LightlyTrainError(f"Output '{out}' is a file; out must be a directory.")
-    last = out / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise LightlyTrainError(
-            f"resume_interrupted=True but there is no '{last}' to resume from. "
-            "Start a new run without resume_interrupted."
-        )
-    if not resume and not overwrite and out.is_dir() and any(out.iterdir()):
-        raise LightlyTrainError(
-            f"Output directory '{out}' is not empty. Pass overwrite=True to replace "
-            "its outputs, resume_interrupted=True to continue the run in it, or "
-            "choose another out."
-        )
-
-
-def prepare_out(out: Path, overwrite: bool, resume: bool) -> Path | None:
-    """Clears a former run's outputs on overwrite; returns the checkpoint to resume."""
-    if resume:
-        return out / "checkpoints" / "last.ckpt"
-    if overwrite:
-        for name in OUTPUTS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return None
-
-
 def worker_batch_size(batch_size: int, plan: WorkerPlan) -> int:
     if batch_size % plan.num_workers:
         raise LightlyTrainError(
@@ -339,116 +306,3 @@ def steps_per_epoch(num_images: int, batch_size: int, plan: WorkerPlan) -> int:
             f"data. Use batch_size={num_images} or less."
         )
     return steps
-
-
-def fit(
-    spec: WorkerSpec, plan: WorkerPlan, out: Path, num_nodes: int, max_failures: int
-) -> None:
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from lightly_train.training.worker import train_worker
-
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=spec.__dict__,
-        scaling_config=ScalingConfig(
-            num_workers=plan.num_workers,
-            use_gpu=plan.accelerator == "gpu",
-            resources_per_worker={"CPU": plan.cpus_per_worker}
-            | ({"GPU": 1} if plan.accelerator == "gpu" else {}),
-            # Ray packs workers by default: spread them when asked for many nodes.
-            placement_strategy="SPREAD" if num_nodes > 1 else "PACK",
-        ),
-        run_config=RunConfig(
-            name="run",
-            storage_path=str(out / ".ray_train"),
-            # A restarted worker resumes from last.ckpt: see fit_worker.
-            failure_config=FailureConfig(max_failures=max_failures),
-            # The training loop runs in a thread of the worker: one malloc arena
-            # keeps each step's activations' memory (see fit_worker).
-            worker_runtime_env={"env_vars": ONE_ARENA},
-        ),
-    )
-    try:
-        trainer.fit()
-    except Exception as ex:
-        cause = user_error(ex)
-        if cause is not None:
-            raise cause from None
-        raise TrainingFailedError(failure_message(ex, out)) from ex
-
-
-def fit_here(spec: WorkerSpec, out: Path) -> None:
-    """Lightning in this process, as one Ray Train worker would run it; torch's
-    thread count and glibc's malloc settings are the caller's again afterwards."""
-    import torch
-
-    from lightly_train._logging import lightning_to_log_file
-    from lightly_train._memory import give_back_freed_memory
-    from lightly_train._signals import raise_if_interrupted
-    from lightly_train.training.worker import fit_worker
-
-    threads = torch.get_num_threads()
-    try:
-        with lightning_to_log_file():
-            fit_worker(spec, TrainConfig(**spec.config), 0, 1, on_ray=False)
-    except SystemExit:
-        raise_if_interrupted()  # Lightning turns Ctrl-C into sys.exit(1)
-        raise
-    except LightlyTrainError:
-        raise
-    except Exception as ex:
-        raise TrainingFailedError(failure_message(ex, out)) from ex
-    finally:
-        torch.set_num_threads(threads)
-        give_back_freed_memory()
-
-
-class TrainingFailedError(RuntimeError):
-    """A worker or node failed more often than ``max_failures`` allows."""
-
-
-def interrupted_message(out: Path) -> str:
-    last = out / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return "Training interrupted before its first epoch ended: nothing to resume."
-    return (
-        f"Training interrupted. '{last}' holds the last finished epoch: continue "
-        "with the same arguments and resume_interrupted=True."
-    )
-
-
-def failure_message(ex: BaseException, out: Path) -> str:
-    """What failed, in one line, and how to continue from the last finished epoch."""
-    reason = (str(ex).strip().splitlines() or [type(ex).__name__])[0][:300]
-    last = out / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return f"Training failed before its first epoch ended ({reason})."
-    return (
-        f"Training failed ({reason}). '{last}' holds the last finished epoch: "
-        "continue with resume_interrupted=True, or pass max_failures=N to restart "
-        "the workers automatically."
-    )
-
-
-def user_error(ex: BaseException) -> LightlyTrainError | None:
-    """The LightlyTrainError a worker raised, if that is why training failed."""
-    cause = find_cause(ex, lambda err: isinstance(err, LightlyTrainError))
-    return cause if isinstance(cause, LightlyTrainError) else None
-
-
-def export_backbone(checkpoint: Path, path: Path, model: str | nn.Module) -> Path:
-    """The trained backbone's state_dict: for the library's model of that name, or
-    for the custom module it was trained from."""
-    import torch
-
-    if isinstance(model, str):
-        from lightly_train.exporting import export
-
-        export(out=path, checkpoint=checkpoint, part="model", overwrite=True)
-        return path
-    trained = load_embedding_model(checkpoint, model=model)
-    with atomic_path(path) as tmp:
-        torch.save(trained.backbone.state_dict(), tmp)
-    return path

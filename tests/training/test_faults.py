@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from lightly_train.checkpoint import KEY
-from lightly_train.training.train import TrainingFailedError, train
+from lightly_train.training.fitting import TrainingFailedError
+from lightly_train.training.train import train
 from tests.images import write_image
 from tests.processes import ray_processes
 
