@@ -32,16 +32,8 @@ from lightly_train.data.names import ImageFiles
 from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import node_cpus, ray_session, runs_here, this_machine
 from lightly_train.training.config import TrainConfig
-from lightly_train.training.fitting import (
-    fit,
-    fit_here,
-    interrupted_message,
-)
-from lightly_train.training.outputs import (
-    check_out,
-    export_backbone,
-    prepare_out,
-)
+from lightly_train.training.fitting import fit, fit_here, interrupted_message
+from lightly_train.training.outputs import check_out, export_backbone, prepare_out
 from lightly_train.training.plan import WorkerPlan, plan_workers
 from lightly_train.training.plots import plot_metrics
 from lightly_train.training.progress import EpochLines
