@@ -1,9 +1,10 @@
-"""The output stage, on the driver: embedded batches -> the format's writer.
+"""The output stage: embedded batches -> the format's writer.
 
 ``gather`` scatters the batches of either runner (Ray's, ``local.py``'s) by row
-index into the run's vectors file, then the writer writes ``out``; a sharded
-format's batches were written as per-shard fragments where they were embedded, and
-``write_shards`` only counts their rows before one merge per shard.
+index into the run's vectors file on the driver, then the writer writes ``out``. A
+sharded format's batches are written as per-shard fragments where they were
+embedded (Ray tasks, or this process), and ``write_shards`` only counts their rows
+before one merge per shard. ``write_output`` wires Ray's dataset into either.
 """
 
 from __future__ import annotations
