@@ -12,6 +12,9 @@ float32's (relative norm of the difference; cosine >= 0.99999).
 from __future__ import annotations
 
 import functools
+import logging
+
+logger = logging.getLogger(__name__)
 
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo's names
 
@@ -53,3 +56,9 @@ def bf16_hint(precision: str, doing: str) -> str:
         f"This CPU computes bf16 in hardware ({flag}): with precision=bf16-mixed "
         f"it {doing} about twice as fast (results within about 0.5% of float32's)."
     )
+
+
+def log_bf16_hint(precision: str, doing: str) -> None:
+    """Logs ``bf16_hint``, if there is one: for work on this machine's CPU."""
+    if hint := bf16_hint(precision, doing):
+        logger.info(hint)

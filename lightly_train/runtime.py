@@ -113,6 +113,14 @@ def runs_here(
     return not torch.cuda.is_available()
 
 
+def only_this_machine() -> bool:
+    """Whether the connected Ray cluster is this machine alone (the local Ray of
+    a command, or ``ray start --head`` here): its workers run on this CPU."""
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    here = ray.util.get_node_ip_address()
+    return len(nodes) == 1 and nodes[0]["NodeManagerAddress"] == here
+
+
 def this_machine() -> dict[str, float]:
     """This machine's CPUs and GPUs, as ``ray.cluster_resources()`` names them, for
     work that runs in this process; imports torch."""

@@ -1,7 +1,7 @@
 import pytest
 
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import Plan, plan_actors
+from lightly_train.runtime import Plan, only_this_machine, plan_actors
 
 
 def fits(plan: Plan, node_cpus: int, per_node: int) -> None:
@@ -102,3 +102,9 @@ def test_cpu_actor_fits_on_one_node() -> None:
     plan = plan_actors("cpu", 1, "auto", "32-true", {"CPU": 8.0}, nodes=[2, 2, 2, 2])
     assert plan.cpus_per_actor < 2
     assert plan.threads_per_actor == 2
+
+
+def test_a_local_ray_is_only_this_machine(ray_address: str) -> None:
+    """The session's local Ray: one node, at this machine's address (two nodes
+    are not: tests/integration/test_multinode.py)."""
+    assert only_this_machine()

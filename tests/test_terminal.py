@@ -50,6 +50,7 @@ def test_embed_of_200_images_prints_few_lines(
     assert not [line for line in lines if NOISE.search(line)], "\n".join(lines)
     assert f"Embeddings written to '{out}'" in lines[-1]
     assert "Embedded 200 images" in lines[-1]
+    assert_bf16_hint(lines, "embeds")
     logs = re.search(r"Ray's logs: '([^']+)'", lines[-1])
     if runner == "auto":
         assert "in this process" in lines[0] and logs is None, "\n".join(lines)
@@ -64,6 +65,17 @@ def test_embed_of_200_images_prints_few_lines(
     assert any("Dataset" in line for line in lines), "\n".join(lines)
 
 
+def assert_bf16_hint(lines: list[str], doing: str) -> None:
+    """One line names bf16 where this machine's CPU computes it in hardware (the
+    work runs here: in the command's process or on its local Ray), none elsewhere."""
+    hinted = [line for line in lines if "computes bf16" in line]
+    if native_bf16():
+        assert len(hinted) == 1, "\n".join(lines)
+        assert hinted[0].endswith(bf16_hint("32-true", doing))
+    else:
+        assert hinted == [], "\n".join(lines)
+
+
 @pytest.mark.parametrize("runner", ["ray", "auto"])  # auto: this process, 2 CPUs
 def test_two_epochs_of_train_print_a_line_per_epoch(
     tmp_path: Path, images, runner: str
@@ -74,13 +86,7 @@ def test_two_epochs_of_train_print_a_line_per_epoch(
                 "transform_args.image_size=16", f"runner={runner}")  # fmt: skip
     where = "in this process on CPU" if runner == "auto" else "1 cpu worker(s)"
     assert any(where in line for line in lines), "\n".join(lines)
-    # The bf16 hint: for this machine's CPU, where it computes bf16 in hardware.
-    hinted = [line for line in lines if "computes bf16" in line]
-    if runner == "auto" and native_bf16():
-        assert len(hinted) == 1, "\n".join(lines)
-        assert hinted[0].endswith(bf16_hint("32-true", "trains"))
-    else:
-        assert hinted == [], "\n".join(lines)
+    assert_bf16_hint(lines, "trains")  # this process, or a Ray of this machine
     assert len(lines) <= 25, "\n".join(lines)
     assert not [line for line in lines if NOISE.search(line)], "\n".join(lines)
     epochs = [line for line in lines if " Epoch " in line]

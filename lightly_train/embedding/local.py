@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightly_train._cpu import bf16_hint
+from lightly_train._cpu import log_bf16_hint
 from lightly_train._memory import give_back_freed_memory
 from lightly_train.data.decode import decode_batch
 from lightly_train.data.names import ImageFiles
@@ -45,8 +45,8 @@ def execute(
     """``pipeline.execute`` in this process: (images, dim, failed)."""
     device = local_device(config)
     accelerator = "gpu" if device == "cuda" else "cpu"
-    if accelerator == "cpu" and (hint := bf16_hint(config.precision, "embeds")):
-        logger.info(hint)
+    if accelerator == "cpu":
+        log_bf16_hint(config.precision, "embeds")
     todo = np.flatnonzero(~state.done) if state.num_done else None
     batch = batch_size(config.batch_size, accelerator, len(files), config.size)
     on_device = device_jpeg(config, accelerator)

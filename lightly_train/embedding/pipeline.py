@@ -23,6 +23,7 @@ import numpy as np
 import ray
 
 from lightly_train._background import in_background
+from lightly_train._cpu import log_bf16_hint
 from lightly_train._io import check_out_dir, check_out_file
 from lightly_train._memory import ONE_ARENA
 from lightly_train._signals import interrupts_raise
@@ -55,6 +56,7 @@ from lightly_train.errors import (
 from lightly_train.runtime import (
     Plan,
     node_cpus,
+    only_this_machine,
     plan_actors,
     ray_logs_dir,
     ray_session,
@@ -245,6 +247,8 @@ def execute(
         # No more actors than pairs of batches: a small job waits for none.
         max_actors=max(1, math.ceil(num_todo / (2 * cpu_batch))),
     )
+    if plan.accelerator == "cpu" and only_this_machine():  # the actors' CPU
+        log_bf16_hint(config.precision, "embeds")
     batch = batch_size(config.batch_size, plan.accelerator, len(files), config.size)
     on_device = device_jpeg(config, plan.accelerator)
     blocks = manifest(files, plan, batch, todo, max_block_rows(config.size))

@@ -23,14 +23,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import ray
 
 from lightly_train._background import in_background
-from lightly_train._cpu import bf16_hint
+from lightly_train._cpu import log_bf16_hint
 from lightly_train._signals import interrupts_raise
 from lightly_train.config import validate_config
 from lightly_train.data import storage
 from lightly_train.data.files import list_image_files
 from lightly_train.data.names import ImageFiles
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import node_cpus, ray_session, runs_here, this_machine
+from lightly_train.runtime import (
+    node_cpus,
+    only_this_machine,
+    ray_session,
+    runs_here,
+    this_machine,
+)
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.fitting import fit, fit_here, interrupted_message
 from lightly_train.training.outputs import check_out, export_backbone, prepare_out
@@ -201,9 +207,8 @@ def run(config: TrainConfig) -> TrainSummary:
                    f"{plan.num_workers} {plan.accelerator} worker(s)")
                 + f", {spec.steps_per_epoch} steps/epoch."
             )  # fmt: skip
-            hint = bf16_hint(config.precision, "trains") if here else ""
-            if hint and plan.accelerator == "cpu":  # this machine's CPU
-                logger.info(hint)
+            if plan.accelerator == "cpu" and (here or only_this_machine()):
+                log_bf16_hint(config.precision, "trains")
             with (
                 interrupts_raise(),
                 EpochLines(out / "metrics.jsonl", config.epochs, spec.steps_per_epoch,
