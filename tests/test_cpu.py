@@ -21,7 +21,7 @@ def test_bf16_flag_is_read_from_the_flags_line() -> None:
                              extra="avx512_vnni")  # fmt: skip
     assert bf16_flag(zen4) == "avx512_bf16"
     assert bf16_flag(spr) == "amx_bf16"  # AMX first: the faster one
-    assert bf16_flag(skylake) == ""  # AVX-512 without bf16: emulated, slower
+    assert bf16_flag(skylake) == ""  # AVX-512 without bf16 instructions: no claim
     # Only the flags line counts, not a model name that mentions a flag.
     assert bf16_flag(skylake.replace("Xeon Gold 6148", "amx_bf16 box")) == ""
     assert bf16_flag("") == ""
