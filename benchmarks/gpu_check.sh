@@ -9,6 +9,8 @@
 # the CPU path, and embed end to end on a GPU), then benchmarks/gpu_check.py
 # (resnet50 @224 bf16 on 24000 links to 2048 generated 500x375 JPEGs) and prints
 # its table.
+# Its 16 cores also answer which CPU actor layout is best (benchmarks/README.md):
+#   python3 benchmarks/cpu_sizing.py --layouts 1,2,4 --counts 1200,3600 --repeat 2
 # Dry run without a GPU: bash benchmarks/gpu_check.sh --device cpu --num-images 400 \
 #   --unique 100 --model torchvision/resnet18 --batch-size 32 --seconds 2
 set -euo pipefail

@@ -131,9 +131,10 @@ def this_machine() -> dict[str, float]:
 
 # Torch threads of one CPU model actor, at most. Threads of one process wait for
 # each other in every layer, so any other process that takes a core for a moment
-# (decode tasks, Ray's own) stalls them all: on 2 CPUs, 2 actors x 1 thread embed
-# about 1.25x faster than 1 x 2 (benchmarks/README.md). Big nodes run 4-thread
-# actors, a quarter as many actors as CPUs.
+# (decode tasks, Ray's own) stalls them all. On 2 CPUs, 2 actors x 1 thread and
+# 1 x 2 are within each other's spread (resnet18: 49.9 vs 51.7 images/s, 2 x 1 the
+# steadier; resnet50: 25.3 vs 22.6); benchmarks/cpu_sizing.py. Big nodes run
+# 4-thread actors, a quarter as many actors as CPUs: not measured on 16 cores yet.
 CPU_THREADS_PER_ACTOR = 4
 # Ray CPUs per node that CPU model actors leave to decode tasks: decoding a photo
 # costs a few percent of a forward on CPU, so a small share; the actors' torch
