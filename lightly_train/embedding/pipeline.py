@@ -53,6 +53,7 @@ from lightly_train.errors import (
     is_out_of_memory,
     release_frames,
 )
+from lightly_train.models.by_value import code_travels
 from lightly_train.runtime import (
     Plan,
     node_cpus,
@@ -292,7 +293,8 @@ def execute(
                  "runtime_env": {"env_vars": ONE_ARENA}}),
     )  # fmt: skip
     try:
-        return write_output(ds, files, out, config, plan, state)
+        with code_travels(config.model):  # Ray pickles the actors' arguments here
+            return write_output(ds, files, out, config, plan, state)
     except Exception as ex:
         if find_cause(ex, is_out_of_memory) is not None:
             raise LightlyTrainError(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from lightly_train._memory import ONE_ARENA
 from lightly_train.errors import LightlyTrainError, find_cause
+from lightly_train.models.by_value import code_travels
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.plan import WorkerPlan
 
@@ -46,7 +47,8 @@ def fit(
         ),
     )
     try:
-        trainer.fit()
+        with code_travels(spec.config["model"]):  # the workers' config is pickled
+            trainer.fit()
     except Exception as ex:
         cause = user_error(ex)
         if cause is not None:

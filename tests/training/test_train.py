@@ -1,5 +1,6 @@
 """Real training runs: Ray Train workers, Lightning DDP on CPU, tiny images."""
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -195,17 +196,31 @@ def test_empty_data(tmp_path: Path) -> None:
         train(out=tmp_path / "r", data=tmp_path / "data", **FAST)
 
 
-def test_custom_module_trains_and_embeds(ray_address: str, tmp_path: Path, images):
-    class TinyNet(torch.nn.Module):  # defined here: Ray ships it by value
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 12, 3, stride=2)
-            self.norm = torch.nn.BatchNorm2d(12)
-            self.feature_dim = 12
+TINY_NET = """
+import torch
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.relu(self.norm(self.conv(x)))  # (N, 12, h, w): mean-pooled
 
+class TinyNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 12, 3, stride=2)
+        self.norm = torch.nn.BatchNorm2d(12)
+        self.feature_dim = 12
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.conv(x)))  # (N, 12, h, w): mean-pooled
+"""
+
+
+def test_custom_module_trains_and_embeds(
+    ray_address: str, tmp_path: Path, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module only this process can import (a sys.path edit): Ray's workers get
+    # its code with the model (models/by_value.py), on train's and embed's Ray.
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "tiny_net_here.py").write_text(TINY_NET)
+    monkeypatch.syspath_prepend(tmp_path / "lib")
+    TinyNet = importlib.import_module("tiny_net_here").TinyNet
     out = tmp_path / "run"
     summary = train(
         out=out, data=images, epochs=1, embed_dim=6,
