@@ -23,6 +23,7 @@ import numpy as np
 import ray
 
 from lightly_train._background import in_background
+from lightly_train._by_value import code_travels
 from lightly_train._cpu import log_bf16_hint
 from lightly_train._io import check_out_dir, check_out_file
 from lightly_train._memory import ONE_ARENA
@@ -53,7 +54,6 @@ from lightly_train.errors import (
     is_out_of_memory,
     release_frames,
 )
-from lightly_train.models.by_value import code_travels
 from lightly_train.runtime import (
     Plan,
     node_cpus,

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lightly_train._by_value import code_travels
 from lightly_train._memory import ONE_ARENA
 from lightly_train.errors import LightlyTrainError, find_cause
-from lightly_train.models.by_value import code_travels
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.plan import WorkerPlan
 

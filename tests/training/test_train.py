@@ -216,7 +216,7 @@ def test_custom_module_trains_and_embeds(
     ray_address: str, tmp_path: Path, images: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A module only this process can import (a sys.path edit): Ray's workers get
-    # its code with the model (models/by_value.py), on train's and embed's Ray.
+    # its code with the model (_by_value.py), on train's and embed's Ray.
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "tiny_net_here.py").write_text(TINY_NET)
     monkeypatch.syspath_prepend(tmp_path / "lib")

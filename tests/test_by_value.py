@@ -11,7 +11,7 @@ import pytest
 import torchvision
 from ray import cloudpickle
 
-from lightly_train.models.by_value import code_travels, uninstalled_package
+from lightly_train._by_value import code_travels, uninstalled_package
 from lightly_train.models.embedding_model import EmbeddingModel
 
 NET = """
