@@ -1,13 +1,24 @@
-"""How many training workers run, on what, with how many CPUs and loader processes."""
+"""How many training workers run, on what, with how many CPUs and loader processes,
+and what each is told (``WorkerSpec``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
+import ray
+
+from lightly_train.data import storage
+from lightly_train.data.names import ImageFiles
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import resolve_accelerator
+from lightly_train.runtime import node_cpus, resolve_accelerator, this_machine
+from lightly_train.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from lightly_train.training.worker import WorkerSpec
 
 # A CPU worker's loader processes when num_workers="auto": one per 4 of its CPUs.
 # On 2 CPUs that is none: loading in the training process with 2 torch threads
@@ -70,3 +81,55 @@ def plan_workers(
     loaders = per_worker // CPU_LOADER_SHARE if num_workers == "auto" else num_workers
     threads = max(1, per_worker - loaders)
     return WorkerPlan("cpu", workers, per_worker, loaders, threads)
+
+
+def plan_spec(
+    config: TrainConfig, files: ImageFiles, out: Path, here: bool
+) -> tuple[WorkerPlan, WorkerSpec]:
+    """The workers for this cluster (or this process) and what each is told."""
+    from lightly_train.training.worker import WorkerSpec
+
+    cluster, nodes = (
+        (this_machine(), []) if here else (ray.cluster_resources(), node_cpus())
+    )
+    plan = plan_workers(
+        config.accelerator, config.devices, config.num_nodes, config.num_workers,
+        config.precision, cluster, nodes,
+    )  # fmt: skip
+    if here and plan.num_workers > 1:
+        raise LightlyTrainError(
+            f"runner='local' trains one worker in this process, but "
+            f"devices={config.devices} asks for {plan.num_workers}. Use "
+            "devices=1, or runner='ray' (real DDP across Ray Train workers)."
+        )
+    return plan, WorkerSpec(
+        config={**config.model_dump(), "out": str(out)},
+        paths=[storage.canonical(p) for p in files.paths],
+        accelerator=plan.accelerator,
+        worker_batch_size=worker_batch_size(config.batch_size, plan),
+        loader_workers=plan.loader_workers,
+        torch_threads=plan.torch_threads,
+        steps_per_epoch=steps_per_epoch(len(files), config.batch_size, plan),
+        resume_from=None,
+    )
+
+
+def worker_batch_size(batch_size: int, plan: WorkerPlan) -> int:
+    if batch_size % plan.num_workers:
+        raise LightlyTrainError(
+            f"batch_size={batch_size} cannot be split evenly over {plan.num_workers} "
+            f"workers. Use a multiple of {plan.num_workers}."
+        )
+    return batch_size // plan.num_workers
+
+
+def steps_per_epoch(num_images: int, batch_size: int, plan: WorkerPlan) -> int:
+    # DistributedSampler pads each shard to ceil(N / workers); loaders drop_last.
+    shard = math.ceil(num_images / plan.num_workers)
+    steps = shard // (batch_size // plan.num_workers)
+    if steps == 0:
+        raise LightlyTrainError(
+            f"batch_size={batch_size} is larger than the {num_images} images in "
+            f"data. Use batch_size={num_images} or less."
+        )
+    return steps

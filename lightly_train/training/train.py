@@ -13,14 +13,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-
-import ray
 
 from lightly_train._background import in_background
 from lightly_train._cpu import log_bf16_hint
@@ -31,21 +28,21 @@ from lightly_train.data.files import list_image_files
 from lightly_train.data.names import ImageFiles
 from lightly_train.errors import LightlyTrainError
 from lightly_train.runtime import (
-    node_cpus,
     only_this_machine,
     ray_session,
     runs_here,
-    this_machine,
 )
 from lightly_train.training.config import TrainConfig
 from lightly_train.training.fitting import fit, fit_here, interrupted_message
 from lightly_train.training.outputs import check_out, export_backbone, prepare_out
-from lightly_train.training.plan import WorkerPlan, plan_workers
+from lightly_train.training.plan import WorkerPlan, plan_spec
 from lightly_train.training.plots import plot_metrics
 from lightly_train.training.progress import EpochLines
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from lightly_train.training.worker import WorkerSpec
 
 
 logger = logging.getLogger(__name__)
@@ -170,69 +167,55 @@ def run(config: TrainConfig) -> TrainSummary:
         in_background(importlib.import_module, "ray.train.torch")
     with contextlib.nullcontext() if here else ray_session():
         checking.result()  # torch and Lightning are imported by now
-        from lightly_train.models.embedding_model import model_name
-        from lightly_train.training.worker import WorkerSpec, log_to_file
-
-        cluster, nodes = (
-            (this_machine(), []) if here else (ray.cluster_resources(), node_cpus())
-        )
-        plan = plan_workers(
-            config.accelerator, config.devices, config.num_nodes, config.num_workers,
-            config.precision, cluster, nodes,
-        )  # fmt: skip
-        if here and plan.num_workers > 1:
-            raise LightlyTrainError(
-                f"runner='local' trains one worker in this process, but "
-                f"devices={config.devices} asks for {plan.num_workers}. Use "
-                "devices=1, or runner='ray' (real DDP across Ray Train workers)."
-            )
-        spec = WorkerSpec(
-            config={**config.model_dump(), "out": str(out)},
-            paths=[storage.canonical(p) for p in files.paths],
-            accelerator=plan.accelerator,
-            worker_batch_size=worker_batch_size(config.batch_size, plan),
-            loader_workers=plan.loader_workers,
-            torch_threads=plan.torch_threads,
-            steps_per_epoch=steps_per_epoch(len(files), config.batch_size, plan),
-            resume_from=None,
-        )
+        plan, spec = plan_spec(config, files, out, here)
         # Everything is checked: only now is anything written to out.
         resume_from = prepare_out(out, config.overwrite, config.resume_interrupted)
         spec = replace(spec, resume_from=str(resume_from) if resume_from else None)
-        with log_to_file(out / "train.log"):
-            logger.info(
-                f"Training {model_name(config.model)} with {config.method} on "
-                f"{len(files)} images, "
-                + (f"in this process on {plan.accelerator.upper()}" if here else
-                   f"{plan.num_workers} {plan.accelerator} worker(s)")
-                + f", {spec.steps_per_epoch} steps/epoch."
-            )  # fmt: skip
-            if plan.accelerator == "cpu" and (here or only_this_machine()):
-                log_bf16_hint(config.precision, "trains")
-            with (
-                interrupts_raise(),
-                EpochLines(out / "metrics.jsonl", config.epochs, spec.steps_per_epoch,
-                           spec.worker_batch_size * plan.num_workers),
-            ):  # fmt: skip
-                try:
-                    if here:
-                        fit_here(spec, out)
-                    else:
-                        fit(spec, plan, out, config.num_nodes, config.max_failures)
-                except KeyboardInterrupt:
-                    logger.warning(interrupted_message(out))
-                    raise
-            checkpoint = out / "checkpoints" / "last.ckpt"
-            exported = export_backbone(
-                checkpoint, out / "exported_models" / "exported_last.pt", config.model
-            )
-            plot = plot_metrics(out / "metrics.jsonl", out / "metrics.png")
-            seconds = time.perf_counter() - start
-            logger.info(
-                f"Training done in {seconds:.1f} s. Checkpoint: '{checkpoint}'. "
-                f"Exported backbone: '{exported}'."
-                + (f" Loss and lr: '{plot}'." if plot else "")
-            )
+        return fit_and_export(config, spec, plan, here, start)
+
+
+def fit_and_export(
+    config: TrainConfig, spec: WorkerSpec, plan: WorkerPlan, here: bool, start: float
+) -> TrainSummary:
+    """Trains (logging to ``out/train.log``), exports the backbone, plots."""
+    from lightly_train.models.embedding_model import model_name
+    from lightly_train.training.worker import log_to_file
+
+    out = Path(spec.config["out"])
+    with log_to_file(out / "train.log"):
+        logger.info(
+            f"Training {model_name(config.model)} with {config.method} on "
+            f"{len(spec.paths)} images, "
+            + (f"in this process on {plan.accelerator.upper()}" if here else
+               f"{plan.num_workers} {plan.accelerator} worker(s)")
+            + f", {spec.steps_per_epoch} steps/epoch."
+        )  # fmt: skip
+        if plan.accelerator == "cpu" and (here or only_this_machine()):
+            log_bf16_hint(config.precision, "trains")
+        with (
+            interrupts_raise(),
+            EpochLines(out / "metrics.jsonl", config.epochs, spec.steps_per_epoch,
+                       spec.worker_batch_size * plan.num_workers),
+        ):  # fmt: skip
+            try:
+                if here:
+                    fit_here(spec, out)
+                else:
+                    fit(spec, plan, out, config.num_nodes, config.max_failures)
+            except KeyboardInterrupt:
+                logger.warning(interrupted_message(out))
+                raise
+        checkpoint = out / "checkpoints" / "last.ckpt"
+        exported = export_backbone(
+            checkpoint, out / "exported_models" / "exported_last.pt", config.model
+        )
+        plot = plot_metrics(out / "metrics.jsonl", out / "metrics.png")
+        seconds = time.perf_counter() - start
+        logger.info(
+            f"Training done in {seconds:.1f} s. Checkpoint: '{checkpoint}'. "
+            f"Exported backbone: '{exported}'."
+            + (f" Loss and lr: '{plot}'." if plot else "")
+        )
     return TrainSummary(out, checkpoint, exported, seconds)
 
 
@@ -282,24 +265,3 @@ def check_data_and_out(config: TrainConfig) -> tuple[ImageFiles, Path]:
     out = local_out.resolve()
     check_out(out, config.overwrite, config.resume_interrupted)
     return files, out
-
-
-def worker_batch_size(batch_size: int, plan: WorkerPlan) -> int:
-    if batch_size % plan.num_workers:
-        raise LightlyTrainError(
-            f"batch_size={batch_size} cannot be split evenly over {plan.num_workers} "
-            f"workers. Use a multiple of {plan.num_workers}."
-        )
-    return batch_size // plan.num_workers
-
-
-def steps_per_epoch(num_images: int, batch_size: int, plan: WorkerPlan) -> int:
-    # DistributedSampler pads each shard to ceil(N / workers); loaders drop_last.
-    shard = math.ceil(num_images / plan.num_workers)
-    steps = shard // (batch_size // plan.num_workers)
-    if steps == 0:
-        raise LightlyTrainError(
-            f"batch_size={batch_size} is larger than the {num_images} images in "
-            f"data. Use batch_size={num_images} or less."
-        )
-    return steps

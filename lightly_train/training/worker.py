@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightly_train._logging import info_level
 from lightly_train._memory import keep_freed_memory
 from lightly_train.methods import get_method
+from lightly_train.methods.transforms import TransformArgs
 from lightly_train.models import build_embedding_model
 from lightly_train.models.embedding_model import model_name
 from lightly_train.training.callbacks import CheckpointEntry, JsonlMetrics
@@ -113,14 +114,13 @@ def fit_worker(
         world_size=world_size,
         start_epoch=start_epoch(resume_from),
     )
-    global_batch_size = spec.worker_batch_size * world_size
     method = method_cls(
         build_embedding_model(config.model, config.model_args, config.embed_dim),
         config.method_args,
         config.optim_args,
         total_steps=config.epochs * spec.steps_per_epoch,
         steps_per_epoch=spec.steps_per_epoch,
-        global_batch_size=global_batch_size,
+        global_batch_size=spec.worker_batch_size * world_size,
     )
     # Convolutions train faster on NHWC memory (resnet18 SimCLR steps at 224 px
     # on 2 CPUs: 1.14-1.2x, benchmarks/README.md; tensor cores want it too). Inputs
@@ -131,8 +131,27 @@ def fit_worker(
         resolved["model"] = model_name(config.model)
         resolved["transform_args"] = transform_args.model_dump(mode="json")
         (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+    trainer = build_trainer(spec, config, transform_args, rank, world_size, on_ray)
+    with warnings.catch_warnings():
+        # Frozen teachers are kept in eval mode on purpose.
+        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+        # Our checkpoints hold tensors and plain values only: never unpickle code.
+        trainer.fit(method, loader, ckpt_path=resume_from, weights_only=True)
 
+
+def build_trainer(
+    spec: WorkerSpec,
+    config: TrainConfig,
+    transform_args: TransformArgs,
+    rank: int,
+    world_size: int,
+    on_ray: bool,
+) -> lightning.Trainer:
+    """Lightning's trainer with our checkpoints (``CheckpointEntry``: what embed
+    needs to load them) and ``metrics.jsonl``."""
+    out = Path(config.out)
     normalize = transform_args.normalize.model_dump(mode="json")
+    every = max(1, min(50, spec.steps_per_epoch // 4))
     callbacks = [
         ModelCheckpoint(
             dirpath=out / "checkpoints", filename="{epoch}-{step}", save_last=True
@@ -144,11 +163,7 @@ def fit_worker(
             transform_args.size(),
             {k: list(v) for k, v in normalize.items()},
         ),  # fmt: skip
-        JsonlMetrics(
-            out / "metrics.jsonl",
-            global_batch_size,
-            every_n_steps=max(1, min(50, spec.steps_per_epoch // 4)),
-        ),  # fmt: skip
+        JsonlMetrics(out / "metrics.jsonl", spec.worker_batch_size * world_size, every),
     ]
     trainer = lightning.Trainer(
         max_epochs=config.epochs,
@@ -159,7 +174,7 @@ def fit_worker(
         logger=loggers(config, out),
         # SimCLR's global batch norm; torch syncs batch norm on GPUs only.
         sync_batchnorm=world_size > 1 and spec.accelerator == "gpu",
-        log_every_n_steps=max(1, min(50, spec.steps_per_epoch // 4)),
+        log_every_n_steps=every,
         enable_progress_bar=False,
         enable_model_summary=rank == 0,
         use_distributed_sampler=False,  # the loader's EpochSampler shards
@@ -169,11 +184,7 @@ def fit_worker(
         from ray.train.lightning import prepare_trainer
 
         trainer = prepare_trainer(trainer)
-    with warnings.catch_warnings():
-        # Frozen teachers are kept in eval mode on purpose.
-        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
-        # Our checkpoints hold tensors and plain values only: never unpickle code.
-        trainer.fit(method, loader, ckpt_path=resume_from, weights_only=True)
+    return trainer
 
 
 def ray_strategy() -> dict[str, Any]:
