@@ -11,12 +11,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from lightly_train.methods.dino import (
-    DINO,
-    DINOLoss,
-    DINOProjectionHead,
-    update_ema,
-)
+from lightly_train.methods.dino import DINO
+from lightly_train.methods.dino_head import DINOLoss, DINOProjectionHead, update_ema
 from lightly_train.models import build_embedding_model
 
 TINY = {"hidden_dim": 32, "bottleneck_dim": 16, "output_dim": 64}

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lightly_train.methods.dino import DINOLoss
+from lightly_train.methods.dino_head import DINOLoss
 from lightly_train.methods.simclr import NTXentLoss
 
 WORLD_SIZE = 2
