@@ -121,6 +121,19 @@ def only_this_machine() -> bool:
     return len(nodes) == 1 and nodes[0]["NodeManagerAddress"] == here
 
 
+def cluster_can_grow() -> bool:
+    """Whether the connected Ray may gain nodes or GPUs while a job waits: not a
+    Ray this process started (the command's own local Ray, or a notebook's
+    ``ray.init()``), which no autoscaler grows. A connected cluster may grow."""
+    try:
+        from ray._private import worker
+
+        node = worker._global_node
+        return node is None or not node.is_head()
+    except Exception:  # noqa: BLE001 - a private API: without it, wait as before
+        return True
+
+
 def this_machine() -> dict[str, float]:
     """This machine's CPUs and GPUs, as ``ray.cluster_resources()`` names them, for
     work that runs in this process; imports torch."""
@@ -172,16 +185,24 @@ def resolve_accelerator(
     devices: int | Literal["auto"],
     precision: str,
     cluster: dict[str, float],
+    can_grow: bool = True,
 ) -> Literal["cpu", "gpu"]:
     """``auto`` is ``gpu`` when the cluster has GPUs; checks what the choice allows.
 
     ``accelerator='gpu'`` with a number of ``devices`` on a cluster without GPUs
-    waits for an autoscaler to add them; with ``devices='auto'`` it is an error.
+    waits for an autoscaler to add them; with ``devices='auto'``, or on a Ray that
+    cannot grow (``cluster_can_grow``), it is an error.
     """
     gpus = int(cluster.get("GPU", 0))
     if accelerator == "auto":
         accelerator = "gpu" if gpus > 0 else "cpu"
     if accelerator == "gpu" and gpus == 0:
+        if not can_grow:
+            raise LightlyTrainError(
+                "accelerator='gpu' but the local Ray started on this machine has no "
+                "GPUs, and none can be added to it. Use accelerator='cpu' or 'auto', "
+                "or connect to a cluster with GPUs (RAY_ADDRESS)."
+            )
         if devices == "auto":
             raise LightlyTrainError(
                 "accelerator='gpu' but the Ray cluster has no GPUs. Use "
@@ -196,6 +217,23 @@ def resolve_accelerator(
             "precision='16-mixed' needs a GPU. On CPU use '32-true' or 'bf16-mixed'."
         )
     return "gpu" if accelerator == "gpu" else "cpu"
+
+
+def check_gpu_count(devices: int, gpus: int, can_grow: bool) -> None:
+    """More GPUs asked for than the cluster has: an error on a Ray that cannot
+    grow, else a warning while the job waits for an autoscaler to add them."""
+    if devices <= gpus:
+        return
+    if not can_grow:
+        raise LightlyTrainError(
+            f"devices={devices} but the local Ray started on this machine has "
+            f"{gpus} GPU(s), and none can be added to it. Use devices={gpus} or "
+            "devices='auto'."
+        )
+    logger.warning(
+        f"devices={devices} but the cluster has {gpus} GPUs now; "
+        "waiting for the autoscaler to add more."
+    )
 
 
 def node_cpus() -> list[int]:
@@ -213,6 +251,7 @@ def plan_actors(
     cluster: dict[str, float],
     nodes: Sequence[int] = (),
     max_actors: int | None = None,
+    can_grow: bool = True,
 ) -> Plan:
     """Sizes the model actor pool and the decode tasks from the cluster's resources.
 
@@ -231,18 +270,15 @@ def plan_actors(
     CPU (unless ``num_workers`` says otherwise).
     ``nodes`` (CPUs per node, default: one node holding all) bounds an actor to
     what one node has. ``max_actors`` (from the size of the data) keeps a small
-    job from waiting for actors it has no batches for.
+    job from waiting for actors it has no batches for. ``can_grow``: whether
+    missing GPUs may yet be added (``cluster_can_grow``).
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
     decode = None if num_workers == "auto" else num_workers
     node = max(nodes) if nodes else cpus
-    if resolve_accelerator(accelerator, devices, precision, cluster) == "gpu":
+    if resolve_accelerator(accelerator, devices, precision, cluster, can_grow) == "gpu":
         used = max(1, min(gpus, max_actors or gpus)) if devices == "auto" else devices
-        if used > gpus:
-            logger.warning(
-                f"devices={used} but the cluster has {gpus} GPUs now; "
-                "waiting for the autoscaler to add more."
-            )
+        check_gpu_count(used, gpus, can_grow)
         gpus_per_node = max(1, gpus // max(1, len(nodes)))
         per_gpu = GPU_ACTORS_PER_DEVICE
         threads = max(1, min(CPU_THREADS_PER_ACTOR, node // (gpus_per_node * per_gpu)))

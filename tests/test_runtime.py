@@ -1,7 +1,25 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from lightly_train.checkpoint import create_checkpoint
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import Plan, only_this_machine, plan_actors
+from lightly_train.runtime import (
+    Plan,
+    cluster_can_grow,
+    only_this_machine,
+    plan_actors,
+)
+from tests.images import write_image
+
+NO_GPUS_HERE = (
+    "Error: accelerator='gpu' but the local Ray started on this machine has no GPUs, "
+    "and none can be added to it. Use accelerator='cpu' or 'auto', or connect to a "
+    "cluster with GPUs (RAY_ADDRESS)."
+)
 
 
 def fits(plan: Plan, node_cpus: int, per_node: int) -> None:
@@ -73,6 +91,57 @@ def test_gpu_requested_without_gpus() -> None:
 def test_explicit_gpus_wait_for_an_autoscaler() -> None:
     plan = plan_actors("gpu", 4, "auto", "bf16-mixed", {"CPU": 8.0})
     assert (plan.accelerator, plan.num_actors, plan.gpus_per_actor) == ("gpu", 4, 1)
+
+
+def test_no_waiting_for_gpus_on_a_ray_that_cannot_grow() -> None:
+    with pytest.raises(LightlyTrainError) as ex:
+        plan_actors("gpu", 4, "auto", "bf16-mixed", {"CPU": 8.0}, can_grow=False)
+    assert f"Error: {ex.value}" == NO_GPUS_HERE
+    with pytest.raises(LightlyTrainError) as ex:
+        plan_actors("gpu", 3, "auto", "bf16-mixed", {"CPU": 16.0, "GPU": 2.0},
+                    can_grow=False)  # fmt: skip
+    assert str(ex.value) == (
+        "devices=3 but the local Ray started on this machine has 2 GPU(s), and none "
+        "can be added to it. Use devices=2 or devices='auto'."
+    )
+    plan = plan_actors("gpu", 2, "auto", "bf16-mixed", {"CPU": 16.0, "GPU": 2.0},
+                       can_grow=False)  # fmt: skip
+    assert plan.num_actors == 2
+
+
+def test_a_ray_started_in_this_process_cannot_grow(ray_address: str) -> None:
+    """The session's ``ray.init(address="local")``; a connected cluster can
+    (tests/integration/test_multinode.py)."""
+    assert not cluster_can_grow()
+
+
+@pytest.mark.parametrize("command", ["embed", "train"])
+def test_gpus_asked_of_a_machine_without_fail_at_once(
+    tmp_path: Path, command: str
+) -> None:
+    """The command's own local Ray gets no GPUs later: one line, not a wait for
+    an autoscaler that does not exist, and nothing written."""
+    for i in range(4):
+        write_image(tmp_path / "data" / f"{i}.png", "RGB", size=(16, 16), seed=i)
+    out = tmp_path / "out"
+    args = [f"out={out}", f"data={tmp_path / 'data'}", "accelerator=gpu", "devices=2"]
+    if command == "embed":
+        ckpt = create_checkpoint(tmp_path / "c.ckpt", model="torchvision/resnet18")
+        args.append(f"checkpoint={ckpt}")
+    else:
+        args += ["model=torchvision/resnet18", "epochs=1", "batch_size=2"]
+    environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("lightly-train")), command, *args],
+        capture_output=True, text=True, timeout=300, env=environ,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == NO_GPUS_HERE, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        ["c.ckpt", "data"] if command == "embed" else ["data"]
+    )
 
 
 def test_gpu_node_16_cores() -> None:

@@ -21,7 +21,13 @@ from lightly_train.embedding.config import EmbedConfig, batch_size, device_jpeg
 from lightly_train.embedding.output import write_output
 from lightly_train.embedding.resume import ShardWork, WorkState
 from lightly_train.errors import LightlyTrainError, find_cause, is_out_of_memory
-from lightly_train.runtime import Plan, node_cpus, only_this_machine, plan_actors
+from lightly_train.runtime import (
+    Plan,
+    cluster_can_grow,
+    node_cpus,
+    only_this_machine,
+    plan_actors,
+)
 
 DECODE_TASK_MEMORY = 512 * 1024**2  # bytes
 
@@ -67,6 +73,7 @@ def plan_for(config: EmbedConfig, num_todo: int) -> Plan:
         node_cpus(),
         # No more actors than pairs of batches: a small job waits for none.
         max_actors=max(1, math.ceil(num_todo / (2 * cpu_batch))),
+        can_grow=cluster_can_grow(),
     )
     if plan.accelerator == "cpu" and only_this_machine():  # the actors' CPU
         log_bf16_hint(config.precision, "embeds")

@@ -14,7 +14,13 @@ import ray
 from lightly_train.data import storage
 from lightly_train.data.names import ImageFiles
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import node_cpus, resolve_accelerator, this_machine
+from lightly_train.runtime import (
+    check_gpu_count,
+    cluster_can_grow,
+    node_cpus,
+    resolve_accelerator,
+    this_machine,
+)
 from lightly_train.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -43,6 +49,7 @@ def plan_workers(
     precision: str,
     cluster: dict[str, float],
     nodes: Sequence[int] = (),
+    can_grow: bool = True,
 ) -> WorkerPlan:
     """One worker per GPU; on CPUs ``devices`` workers (default 1) per node.
 
@@ -54,8 +61,9 @@ def plan_workers(
     training process keeps one CPU for itself).
     """
     cpus, gpus = int(cluster.get("CPU", 0)), int(cluster.get("GPU", 0))
-    if resolve_accelerator(accelerator, devices, precision, cluster) == "gpu":
+    if resolve_accelerator(accelerator, devices, precision, cluster, can_grow) == "gpu":
         per_node = max(1, gpus // num_nodes) if devices == "auto" else devices
+        check_gpu_count(per_node * num_nodes, gpus, can_grow)
         node = min(sorted(nodes, reverse=True)[:num_nodes]) if nodes else cpus
         gpus_per_node = max(1, gpus // max(1, len(nodes)))
         share = max(1, node // gpus_per_node)  # its node's CPUs / GPUs
@@ -94,7 +102,7 @@ def plan_spec(
     )
     plan = plan_workers(
         config.accelerator, config.devices, config.num_nodes, config.num_workers,
-        config.precision, cluster, nodes,
+        config.precision, cluster, nodes, can_grow=not here and cluster_can_grow(),
     )  # fmt: skip
     if here and plan.num_workers > 1:
         raise LightlyTrainError(

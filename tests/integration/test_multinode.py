@@ -141,13 +141,14 @@ while True:
 actors = list_actors(address=address, filters=[("job_id", "=", job_id)],
                      detail=True, limit=10_000, raise_on_missing_output=False)
 import ray
-from lightly_train.runtime import only_this_machine
+from lightly_train.runtime import cluster_can_grow, only_this_machine
 ray.init(address=address)
-alone = only_this_machine()
+alone, can_grow = only_this_machine(), cluster_can_grow()
 ray.shutdown()
 with open(result, "w") as f:
     json.dump({
         "job_id": job_id, "finished": finished, "only_this_machine": alone,
+        "can_grow": can_grow,
         "tasks": [{"name": t.name, "node_id": t.node_id, "state": t.state,
                    "actor_id": t.actor_id} for t in tasks],
         "actors": [{"class_name": a.class_name, "node_id": a.node_id,
@@ -277,8 +278,9 @@ def test_embed_spreads_decode_tasks_and_model_actors_over_both_nodes(
         extra_env={"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"},
     )  # fmt: skip
 
-    # Two nodes: not "this machine alone" (no bf16 hint for the driver's CPU).
-    assert seen["only_this_machine"] is False
+    # Two nodes: not "this machine alone" (no bf16 hint for the driver's CPU);
+    # a cluster this process connected to may grow (GPUs asked for are waited for).
+    assert seen["only_this_machine"] is False and seen["can_grow"] is True
     # Same output as a single-process computation: decode and forward, file by file.
     data = torch.load(out, weights_only=True)
     names = sorted(p.name for p in root.iterdir())

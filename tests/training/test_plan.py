@@ -46,3 +46,12 @@ def test_gpu_node_16_cores_one_gpu() -> None:
 def test_too_many_cpu_workers() -> None:
     with pytest.raises(LightlyTrainError, match="Use devices=2 or fewer"):
         plan_workers("cpu", 3, 1, "auto", "32-true", {"CPU": 2.0})
+
+
+def test_gpu_workers_beyond_a_ray_that_cannot_grow() -> None:
+    cluster = {"CPU": 16.0, "GPU": 2.0}
+    with pytest.raises(LightlyTrainError, match="devices=4 but .* has 2 GPU"):
+        plan_workers("gpu", 4, 1, "auto", "32-true", cluster, can_grow=False)
+    with pytest.raises(LightlyTrainError, match="has no GPUs, and none can be added"):
+        plan_workers("gpu", 1, 1, "auto", "32-true", {"CPU": 8.0}, can_grow=False)
+    assert plan_workers("gpu", 4, 1, "auto", "32-true", cluster).num_workers == 4
