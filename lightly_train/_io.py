@@ -3,7 +3,8 @@ appears only when complete, through ``lightly_train.data.publish``)."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import tempfile
+from pathlib import Path, PurePosixPath
 
 from lightly_train.data import storage
 
@@ -38,6 +39,7 @@ def check_out_dir(out: str, overwrite: bool, pattern: str) -> str:
             f"Output '{out}' holds files this tool did not write ({foreign[:3]}); "
             "refusing to replace it even with overwrite=True. Choose another out."
         )
+    check_writable(out)
     storage.make_parents(out)
     return out
 
@@ -58,5 +60,30 @@ def check_out_file(out: str, overwrite: bool, example: str) -> str:
             f"Output '{out}' already exists. Pass overwrite=True to replace it, or "
             "choose another out."
         )
+    check_writable(out)
     storage.make_parents(out)
     return out
+
+
+def check_writable(out: str | Path, directory: bool = False) -> None:
+    """Fails if a local ``out`` (a ``directory`` to write into) cannot be created:
+    the nearest existing directory that holds it (or is it) must take new files (a
+    nameless probe file, gone when closed). A remote ``out`` is left to its first
+    write."""
+    if storage.is_uri(out):
+        return
+    above = Path(out).absolute() if directory else Path(out).absolute().parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        problem = f"'{above}' is a file, not a directory"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=above, prefix=".lightly-train-probe-"):
+                return
+        except OSError as ex:
+            problem = f"no file can be created in '{above}' ({ex.strerror})"
+    raise LightlyTrainError(
+        f"Output '{out}' cannot be written: {problem}. Choose an out in a "
+        "directory you can write to."
+    )

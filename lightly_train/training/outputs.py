@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lightly_train._io import check_writable
 from lightly_train.checkpoint import load_embedding_model
 from lightly_train.data.publish import atomic_path
 from lightly_train.errors import LightlyTrainError
@@ -25,6 +26,7 @@ def check_out(out: Path, overwrite: bool, resume: bool) -> None:
     """Fails if ``out`` cannot take this run's outputs; writes nothing."""
     if out.exists() and not out.is_dir():
         raise LightlyTrainError(f"Output '{out}' is a file; out must be a directory.")
+    check_writable(out, directory=True)
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise LightlyTrainError(
