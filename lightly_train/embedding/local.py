@@ -42,7 +42,7 @@ def execute(
     out: str,
     state: WorkState | ShardWork,
 ) -> tuple[int, int, dict[str, str]]:
-    """``pipeline.execute`` in this process: (images, dim, failed)."""
+    """``on_ray.execute`` in this process: (images, dim, failed)."""
     device = local_device(config)
     accelerator = "gpu" if device == "cuda" else "cpu"
     if accelerator == "cpu":
