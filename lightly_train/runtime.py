@@ -226,9 +226,9 @@ def check_gpu_count(devices: int, gpus: int, can_grow: bool) -> None:
         return
     if not can_grow:
         raise LightlyTrainError(
-            f"devices={devices} but the local Ray started on this machine has "
-            f"{gpus} GPU(s), and none can be added to it. Use devices={gpus} or "
-            "devices='auto'."
+            f"The job asks for {devices} GPUs but the local Ray started on this "
+            f"machine has {gpus}, and none can be added to it. Use devices={gpus} "
+            "or devices='auto'."
         )
     logger.warning(
         f"devices={devices} but the cluster has {gpus} GPUs now; "

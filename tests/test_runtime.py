@@ -101,8 +101,8 @@ def test_no_waiting_for_gpus_on_a_ray_that_cannot_grow() -> None:
         plan_actors("gpu", 3, "auto", "bf16-mixed", {"CPU": 16.0, "GPU": 2.0},
                     can_grow=False)  # fmt: skip
     assert str(ex.value) == (
-        "devices=3 but the local Ray started on this machine has 2 GPU(s), and none "
-        "can be added to it. Use devices=2 or devices='auto'."
+        "The job asks for 3 GPUs but the local Ray started on this machine has 2, "
+        "and none can be added to it. Use devices=2 or devices='auto'."
     )
     plan = plan_actors("gpu", 2, "auto", "bf16-mixed", {"CPU": 16.0, "GPU": 2.0},
                        can_grow=False)  # fmt: skip

@@ -50,7 +50,7 @@ def test_too_many_cpu_workers() -> None:
 
 def test_gpu_workers_beyond_a_ray_that_cannot_grow() -> None:
     cluster = {"CPU": 16.0, "GPU": 2.0}
-    with pytest.raises(LightlyTrainError, match="devices=4 but .* has 2 GPU"):
+    with pytest.raises(LightlyTrainError, match="asks for 4 GPUs but .* has 2,"):
         plan_workers("gpu", 4, 1, "auto", "32-true", cluster, can_grow=False)
     with pytest.raises(LightlyTrainError, match="has no GPUs, and none can be added"):
         plan_workers("gpu", 1, 1, "auto", "32-true", {"CPU": 8.0}, can_grow=False)
