@@ -70,9 +70,10 @@ def check_writable(out: str | Path, directory: bool = False) -> None:
     the nearest existing directory that holds it (or is it) must take new files (a
     nameless probe file, gone when closed). A remote ``out`` is left to its first
     write."""
-    if storage.is_uri(out):
+    path = storage.local_path(str(out))
+    if path is None:
         return
-    above = Path(out).absolute() if directory else Path(out).absolute().parent
+    above = path.absolute() if directory else path.absolute().parent
     while not above.exists():
         above = above.parent
     if not above.is_dir():
