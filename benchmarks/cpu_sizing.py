@@ -9,7 +9,7 @@ a pool it is told the size of; default every K that divides the CPUs), embed's
 steady rate on a local Ray: the marginal between two dataset sizes of 500x375 JPEG
 photos at 224, so start-up cancels. Rounds alternate the layouts; each row is the
 median of ``--repeat`` with its range, as a ratio of the best row. Also printed:
-the layout ``runtime.plan_actors`` picks here (``devices="auto"``), and the same
+the layout ``sizing.plan_actors`` picks here (``devices="auto"``), and the same
 work in this process (``runner="local"``: one model of all CPUs' threads), which
 ``runner="auto"`` picks on machines of at most ``LOCAL_MAX_CPUS``.
 """
@@ -29,7 +29,8 @@ from photos import kept_photos  # noqa: E402
 
 import lightly_train  # noqa: E402
 from lightly_train.checkpoint import create_checkpoint  # noqa: E402
-from lightly_train.runtime import Plan, machine_cpus, plan_actors  # noqa: E402
+from lightly_train.runtime import machine_cpus  # noqa: E402
+from lightly_train.sizing import Plan, plan_actors  # noqa: E402
 
 
 def wall(data: Path, ckpt: Path, out: Path, layout: int | str, precision: str) -> float:

@@ -52,7 +52,7 @@ from gpu_probes import (  # noqa: E402
 )
 from photos import make_photos  # noqa: E402
 
-from lightly_train import runtime  # noqa: E402
+from lightly_train import sizing  # noqa: E402
 from lightly_train.checkpoint import create_checkpoint, load_checkpoint_entry  # noqa: E402
 from lightly_train.data import device_decode  # noqa: E402
 from lightly_train.data.decode import decode_batch  # noqa: E402
@@ -127,7 +127,7 @@ def embed_plans(args, root, unique, ckpt, limits, add) -> None:
         if time.monotonic() > args.deadline:
             add(f"embed {label}", float("nan"), "skipped: time")
             continue
-        runtime.GPU_ACTORS_PER_DEVICE, runtime.GPU_CALLS_PER_ACTOR = per_gpu, calls
+        sizing.GPU_ACTORS_PER_DEVICE, sizing.GPU_CALLS_PER_ACTOR = per_gpu, calls
         with GpuLoad(args.device) as load:
             start = run(large, mode, batch)
         wall = time.time() - start

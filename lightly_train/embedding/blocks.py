@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from lightly_train.data.names import ImageFiles
-from lightly_train.runtime import Plan
+from lightly_train.sizing import Plan
 
 MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 16, 256  # manifest rows per decode task
 # Decoded pixels per block, at most: 256 images at 224x224. Smaller images make

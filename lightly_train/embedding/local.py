@@ -30,7 +30,8 @@ from lightly_train.embedding.embedder import Embedder
 from lightly_train.embedding.output import write_gathered, write_shards
 from lightly_train.embedding.resume import ShardWork, WorkState
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import machine_cpus, resolve_accelerator, this_machine
+from lightly_train.runtime import machine_cpus, this_machine
+from lightly_train.sizing import resolve_accelerator
 
 logger = logging.getLogger(__name__)
 

@@ -21,13 +21,8 @@ from lightly_train.embedding.config import EmbedConfig, batch_size, device_jpeg
 from lightly_train.embedding.output import write_output
 from lightly_train.embedding.resume import ShardWork, WorkState
 from lightly_train.errors import LightlyTrainError, find_cause, is_out_of_memory
-from lightly_train.runtime import (
-    Plan,
-    cluster_can_grow,
-    node_cpus,
-    only_this_machine,
-    plan_actors,
-)
+from lightly_train.runtime import cluster_can_grow, node_cpus, only_this_machine
+from lightly_train.sizing import Plan, plan_actors
 
 DECODE_TASK_MEMORY = 512 * 1024**2  # bytes
 

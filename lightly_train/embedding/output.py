@@ -30,7 +30,7 @@ from lightly_train.embedding.config import EmbedConfig
 from lightly_train.embedding.report import check_some_decoded, raise_failure
 from lightly_train.embedding.resume import ShardWork, WorkState
 from lightly_train.embedding.writers import WRITERS, Embeddings
-from lightly_train.runtime import Plan
+from lightly_train.sizing import Plan
 
 
 def write_output(

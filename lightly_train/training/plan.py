@@ -14,13 +14,8 @@ import ray
 from lightly_train.data import storage
 from lightly_train.data.names import ImageFiles
 from lightly_train.errors import LightlyTrainError
-from lightly_train.runtime import (
-    check_gpu_count,
-    cluster_can_grow,
-    node_cpus,
-    resolve_accelerator,
-    this_machine,
-)
+from lightly_train.runtime import cluster_can_grow, node_cpus, this_machine
+from lightly_train.sizing import check_gpu_count, resolve_accelerator
 from lightly_train.training.config import TrainConfig
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from lightly_train.embedding.blocks import (
     max_block_rows,
 )
 from lightly_train.models.embedding_model import EmbeddingModel, model_name
-from lightly_train.runtime import plan_actors
+from lightly_train.sizing import plan_actors
 from tests.images import write_image
 
 

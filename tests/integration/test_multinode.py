@@ -55,7 +55,7 @@ from lightly_train.data.decode import load_image
 from lightly_train.data.files import list_image_files
 from lightly_train.embedding.blocks import manifest
 from lightly_train.embedding.embedder import Embedder
-from lightly_train.runtime import plan_actors
+from lightly_train.sizing import plan_actors
 from tests.images import write_image
 
 REPO = Path(__file__).resolve().parents[2]
