@@ -20,6 +20,7 @@ it, so a training checkpoint is also a Lightning checkpoint.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -107,11 +108,7 @@ def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(storage.source(path), map_location="cpu", weights_only=True)
     except Exception as ex:  # torch.load raises many kinds for a bad file
-        first_line = next(iter(str(ex).splitlines()), "")
-        raise LightlyTrainError(
-            f"Checkpoint '{path}' could not be read; it is corrupt, truncated or not a "
-            f"torch file ({type(ex).__name__}: {first_line})."
-        ) from ex
+        raise unreadable(path, ex) from ex
     entry = ckpt.get(KEY) if isinstance(ckpt, dict) else None
     if not isinstance(entry, dict) or "embedding_model_state_dict" not in entry:
         raise LightlyTrainError(
@@ -124,6 +121,23 @@ def load_checkpoint_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"lightly-train reads version {FORMAT_VERSION}."
         )
     return entry
+
+
+def unreadable(path: str, ex: Exception) -> LightlyTrainError:
+    """What ``torch.load(weights_only=True)``'s error says of ``path``, in one line."""
+    pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(ex))
+    if pickled:  # e.g. a LightlyTrain 0.x checkpoint, which pickles its model
+        return LightlyTrainError(
+            f"Checkpoint '{path}' holds pickled Python objects ({pickled[1]}), and "
+            "lightly-train never runs code from a checkpoint (it loads them with "
+            "weights_only=True). Use a checkpoint written by `lightly-train train` "
+            "(LightlyTrain 0.x checkpoints are not)."
+        )
+    first_line = next(iter(str(ex).splitlines()), "")
+    return LightlyTrainError(
+        f"Checkpoint '{path}' could not be read; it is corrupt, truncated or not a "
+        f"torch file ({type(ex).__name__}: {first_line})."
+    )
 
 
 def check_checkpoint_file(path: str | os.PathLike[str]) -> None:

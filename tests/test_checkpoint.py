@@ -72,10 +72,18 @@ def test_not_a_lightly_train_checkpoint(tmp_path: Path) -> None:
 
 
 def test_pickled_module_is_refused(tmp_path: Path) -> None:
+    """As LightlyTrain 0.18's checkpoints pickle their model: one line naming the
+    class, never unpickled."""
     path = tmp_path / "module.pt"
-    torch.save({KEY: torch.nn.Linear(2, 2)}, path)
-    with pytest.raises(LightlyTrainError, match="could not be read"):
+    torch.save({KEY: {"models": {"model": torch.nn.Linear(2, 2)}}}, path)
+    with pytest.raises(LightlyTrainError) as ex:
         load_checkpoint_entry(path)
+    assert str(ex.value) == (
+        f"Checkpoint '{path}' holds pickled Python objects "
+        "(torch.nn.modules.linear.Linear), and lightly-train never runs code from a "
+        "checkpoint (it loads them with weights_only=True). Use a checkpoint written "
+        "by `lightly-train train` (LightlyTrain 0.x checkpoints are not)."
+    )
 
 
 @pytest.mark.parametrize(
