@@ -82,6 +82,9 @@ class Method(lightning.LightningModule):
     optim_defaults: ClassVar[Mapping[str, OptimDefaults]] = GENERIC_OPTIM_DEFAULTS
     # (min, max) number of views training_step accepts; max None = unbounded.
     n_views: ClassVar[tuple[int, int | None]] = (1, None)
+    # Smallest global batch whose loss is not constant (SimCLR's negatives are the
+    # batch's other images).
+    min_batch_size: ClassVar[int] = 1
 
     def __init__(
         self,

@@ -150,6 +150,7 @@ class SimCLR(Method):
         ),
     }
     n_views = (2, 2)
+    min_batch_size = 2  # one image has no negatives: its NT-Xent is 0
     method_args: SimCLRArgs
 
     def build_heads(self) -> None:

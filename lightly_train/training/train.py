@@ -243,6 +243,13 @@ def check_method(config: TrainConfig) -> None:
     from lightly_train.training import worker  # noqa: F401 - Lightning
 
     method_cls = get_method(config.method)
+    if config.batch_size < method_cls.min_batch_size:
+        raise LightlyTrainError(
+            f"method='{config.method}' needs batch_size >= "
+            f"{method_cls.min_batch_size}: its loss learns from the other images of "
+            f"a batch, and with {config.batch_size} it is constant. Use "
+            f"batch_size={method_cls.min_batch_size} or more."
+        )
     method_cls.transform(config.transform_args)
     method_cls(
         build_embedding_model(config.model, config.model_args, config.embed_dim),

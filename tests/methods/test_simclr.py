@@ -53,6 +53,17 @@ def test_ntxent_gradients_flow_to_both_views() -> None:
     assert z1.grad is not None and z1.grad.abs().sum() > 0
 
 
+def test_one_image_has_no_negatives_so_training_refuses_batch_size_1() -> None:
+    """Why ``SimCLR.min_batch_size`` is 2 (``train`` checks it: test_train)."""
+    z0 = torch.randn(1, 8, requires_grad=True)
+    z1 = torch.randn(1, 8, requires_grad=True)
+    loss = NTXentLoss()(z0, z1)
+    loss.backward()
+    assert loss.item() == 0.0
+    assert z0.grad is not None and z0.grad.abs().sum() == 0
+    assert SimCLR.min_batch_size == 2
+
+
 def test_projection_head_shape() -> None:
     head = SimCLRProjectionHead(input_dim=12, hidden_dim=32, output_dim=16)
     assert head(torch.randn(4, 12)).shape == (4, 16)

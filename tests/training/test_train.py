@@ -153,6 +153,16 @@ def test_each_method_trains(ray_address: str, tmp_path: Path, images, method: st
             + "$",
         ),
         ({"precision": "16-mixed", "accelerator": "cpu"}, "16-mixed' needs a GPU"),
+        (
+            {"batch_size": 1},
+            "^"
+            + re.escape(
+                "method='simclr' needs batch_size >= 2: its loss learns from the "
+                "other images of a batch, and with 1 it is constant. Use "
+                "batch_size=2 or more."
+            )
+            + "$",
+        ),
         ({"devices": 3}, "Use devices=2 or fewer"),
     ],
 )
