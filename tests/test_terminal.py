@@ -39,7 +39,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("runner", ["ray", "auto"])  # auto: this process, 2 CPUs
 def test_embed_of_200_images_prints_few_lines(
-    tmp_path: Path, images, runner: str
+    tmp_path: Path, images, runner: str, request: pytest.FixtureRequest
 ) -> None:
     ckpt = create_checkpoint(tmp_path / "c.ckpt", model="torchvision/resnet18",
                              image_size=(16, 16))  # fmt: skip
@@ -58,10 +58,12 @@ def test_embed_of_200_images_prints_few_lines(
     # Ray's own output went to its session's logs, which the summary names.
     assert logs and Path(logs[1]).is_dir() and any(Path(logs[1]).glob("worker-*"))
 
-    # LIGHTLY_TRAIN_LOG_LEVEL=DEBUG shows Ray's own lines as well.
+    # LIGHTLY_TRAIN_LOG_LEVEL=DEBUG shows Ray's own lines as well (on the session's
+    # Ray, joined: the start of another costs the suite its seconds).
     out = tmp_path / "debug.pth"
     lines = run("embed", f"out={out}", f"data={images}", f"checkpoint={ckpt}",
-                "runner=ray", LIGHTLY_TRAIN_LOG_LEVEL="DEBUG")  # fmt: skip
+                "runner=ray", LIGHTLY_TRAIN_LOG_LEVEL="DEBUG",
+                RAY_ADDRESS=request.getfixturevalue("ray_address"))  # fmt: skip
     assert any("Dataset" in line for line in lines), "\n".join(lines)
 
 

@@ -87,8 +87,10 @@ def test_killed_worker_restarts_from_last_checkpoint(
     # Rows past the checkpoint were redone: the file has each step once.
     assert logged_steps(out) == list(range(1, 4 * EPOCHS + 1))
 
+    # The reference trains in this process: one Ray Train worker ends with the
+    # same weights (tests/training/test_local.py), without Ray Train's start-up.
     undisturbed = tmp_path / "undisturbed"
-    train(out=undisturbed, data=images, epochs=EPOCHS, **FAST)
+    train(out=undisturbed, data=images, epochs=EPOCHS, runner="local", **FAST)
     for name, value in weights(undisturbed).items():
         torch.testing.assert_close(weights(out)[name], value, msg=name)
 
@@ -135,8 +137,11 @@ def test_sigterm_to_the_driver_says_how_to_resume(
     assert "resume_interrupted=True" in output
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
-    resumed = subprocess.run([*args, "resume_interrupted=true"], env=env,
-                             capture_output=True, text=True, timeout=400)  # fmt: skip
+    # Resumed in the command's process whatever the runner: Ray Train resumes in
+    # test_killed_worker_without_retries_fails_and_can_resume.
+    resumed = subprocess.run([*args[:-1], "runner=auto", "resume_interrupted=true"],
+                             env=env, capture_output=True, text=True,
+                             timeout=400)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     assert logged_steps(out) == list(range(1, 4 * EPOCHS + 1))
     assert weights(out)

@@ -23,6 +23,11 @@ FAST = {
     "transform_args": {"image_size": 32},
     "seed": 0,
 }
+# In this process: a method's loss, resuming and overwriting run the same code in a
+# Ray Train worker (tests/training/test_local.py: the same steps, losses and
+# weights), and Ray Train starts in 10-15 s a run. The Ray-only paths (DDP,
+# restarts, a custom module's code on the workers) train on Ray below.
+HERE = {**FAST, "runner": "local"}
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +88,11 @@ def test_resume_continues_steps_and_weights(ray_address: str, tmp_path: Path, im
     # run's length, so a 1-epoch run extended to 2 would not match a fresh 2-epoch run.
     constant = {"optim_args": {"lr": 0.1, "min_lr": 0.1, "warmup_steps": 0}}
     out = tmp_path / "run"
-    train(out=out, data=images, epochs=1, **constant, **FAST)
+    train(out=out, data=images, epochs=1, **constant, **HERE)
     after_one = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert after_one["global_step"] == 4
 
-    train(out=out, data=images, epochs=2, resume_interrupted=True, **constant, **FAST)
+    train(out=out, data=images, epochs=2, resume_interrupted=True, **constant, **HERE)
     after_two = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert after_two["global_step"] == 8
     assert after_two["epoch"] == 1
@@ -95,7 +100,7 @@ def test_resume_continues_steps_and_weights(ray_address: str, tmp_path: Path, im
 
     # Resuming continues from the epoch-1 weights: a fresh 2-epoch run differs.
     fresh = tmp_path / "fresh"
-    train(out=fresh, data=images, epochs=2, **constant, **FAST)
+    train(out=fresh, data=images, epochs=2, **constant, **HERE)
     fresh_ckpt = torch.load(fresh / "checkpoints" / "last.ckpt", weights_only=True)
     resumed_w = after_two[KEY]["embedding_model_state_dict"]["backbone.conv1.weight"]
     one_w = after_one[KEY]["embedding_model_state_dict"]["backbone.conv1.weight"]
@@ -117,7 +122,7 @@ def test_each_method_trains(ray_address: str, tmp_path: Path, images, method: st
         method_args = {"output_dim": 256}
     summary = train(
         out=tmp_path / "run", data=images, method=method, method_args=method_args,
-        epochs=1, **FAST,
+        epochs=1, **HERE,
     )  # fmt: skip
     rows = metric_rows(summary.out)
     assert len(rows) == 4 and all(np.isfinite(row["loss"]) for row in rows)
@@ -189,7 +194,7 @@ def test_overwrite_replaces_only_this_tools_outputs(
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "epoch=9-step=99.ckpt").write_text("a former run's")
     (tmp_path / "metrics.jsonl").write_text('{"step": 99}\n')
-    train(out=tmp_path, data=images, epochs=1, overwrite=True, **FAST)
+    train(out=tmp_path, data=images, epochs=1, overwrite=True, **HERE)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert not (tmp_path / "checkpoints" / "epoch=9-step=99.ckpt").exists()
     assert [row["step"] for row in metric_rows(tmp_path)] == [1, 2, 3, 4]
@@ -276,12 +281,12 @@ class Payload:
 
 def test_resume_never_unpickles_code(ray_address: str, tmp_path: Path, images):
     out = tmp_path / "run"
-    train(out=out, data=images, epochs=1, **FAST)
+    train(out=out, data=images, epochs=1, **HERE)
     last = out / "checkpoints" / "last.ckpt"
     state = torch.load(last, weights_only=True)
     marker = tmp_path / "marker"
     state["hostile"] = Payload(marker)
     torch.save(state, last)
     with pytest.raises(Exception, match="(?i)weights.only|unpickl"):
-        train(out=out, data=images, epochs=2, resume_interrupted=True, **FAST)
+        train(out=out, data=images, epochs=2, resume_interrupted=True, **HERE)
     assert not marker.exists()
