@@ -132,9 +132,8 @@ def test_train_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_small_input_stem_trains_embeds_and_exports(
-    ray_address: str, tmp_path: Path
-) -> None:
+def test_small_input_stem_trains_embeds_and_exports(tmp_path: Path) -> None:
+    # In the command's process (2 CPUs, no RAY_ADDRESS): the model, not Ray.
     data = tmp_path / "data"
     for i in range(8):
         write_image(data / f"{i}.png", "RGB", size=(32, 32), seed=i)
@@ -142,14 +141,14 @@ def test_small_input_stem_trains_embeds_and_exports(
     result = run_cli(
         "train", f"out={run}", f"data={data}", "model=torchvision/resnet18",
         "model_args.small_input=true", "epochs=1", "batch_size=4",
-        "transform_args.image_size=32", ray_address=ray_address,
+        "transform_args.image_size=32",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     checkpoint = run / "checkpoints" / "last.ckpt"
     out = tmp_path / "e.pth"
     result = run_cli(
         "embed", f"out={out}", f"data={data}", f"checkpoint={checkpoint}",
-        "format=torch", ray_address=ray_address,
+        "format=torch",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert torch.load(out, weights_only=True)["embeddings"].shape == (8, 512)

@@ -18,6 +18,7 @@ import numpy as np
 import psutil
 import pytest
 
+import lightly_train
 from lightly_train.checkpoint import create_checkpoint
 from lightly_train.embedding import resume
 from lightly_train.embedding.resume import WorkState, open_work, work_dir
@@ -27,7 +28,8 @@ from tests.images import write_image, write_not_an_image
 
 EXE = str(Path(sys.executable).with_name("lightly-train"))
 NUM_IMAGES = 1500  # and one that cannot be decoded
-ARGS = ["image_size=96", "batch_size=8", "shard_size=600"]  # parquet: 3 parts
+SETTINGS = {"image_size": 96, "batch_size": 8, "shard_size": 600}  # parquet: 3 parts
+ARGS = [f"{key}={value}" for key, value in SETTINGS.items()]
 
 
 def command(out: Path, data: Path, ckpt: Path, *extra: str) -> list[str]:
@@ -51,10 +53,10 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     ckpt = create_checkpoint(root / "c.ckpt", model="torchvision/resnet18",
                              image_size=(96, 96))  # fmt: skip
     reference = root / "reference"
+    # In this process: the command's bits, without its imports.
     for fmt in ("csv", "parquet"):
-        subprocess.run(command(reference / f"e.{fmt}", data, ckpt, f"format={fmt}"),
-                       check=True, env=environ(), capture_output=True,
-                       timeout=400)  # fmt: skip
+        lightly_train.embed(out=reference / f"e.{fmt}", data=data, checkpoint=ckpt,
+                            format=fmt, runner="local", **SETTINGS)  # fmt: skip
     return data, ckpt, reference
 
 
