@@ -87,12 +87,15 @@ def test_killed_worker_restarts_from_last_checkpoint(
     # Rows past the checkpoint were redone: the file has each step once.
     assert logged_steps(out) == list(range(1, 4 * EPOCHS + 1))
 
-    # The reference trains in this process: one Ray Train worker ends with the
-    # same weights (tests/training/test_local.py), without Ray Train's start-up.
+    # The reference trains in this process, without Ray Train's start-up: one Ray
+    # Train worker ends with its weights, within float rounding where their torch
+    # thread counts differ (tests/training/test_local.py); a step lost or taken
+    # twice moves them far more.
     undisturbed = tmp_path / "undisturbed"
     train(out=undisturbed, data=images, epochs=EPOCHS, runner="local", **FAST)
     for name, value in weights(undisturbed).items():
-        torch.testing.assert_close(weights(out)[name], value, msg=name)
+        torch.testing.assert_close(weights(out)[name], value, rtol=1e-4, atol=1e-5,
+                                   msg=name)  # fmt: skip
 
 
 def test_killed_worker_without_retries_fails_and_can_resume(
