@@ -96,7 +96,9 @@ def test_unknown_command() -> None:
     assert "No such command 'embedd'" in result.stderr
 
 
-def test_train_then_embed_as_in_the_spec(ray_address: str, tmp_path: Path) -> None:
+def test_train_then_embed_as_in_the_spec(tmp_path: Path) -> None:
+    # As on a user's 2-CPU laptop: in the command's process (joining a Ray:
+    # test_embed_runs_end_to_end here, tests/integration/test_job_submit.py).
     data = tmp_path / "my_data_dir"
     for i in range(8):
         write_image(data / f"{i}.jpg", "RGB", size=(36, 36), seed=i)
@@ -104,7 +106,7 @@ def test_train_then_embed_as_in_the_spec(ray_address: str, tmp_path: Path) -> No
     result = run_cli(
         "pretrain", f"out={experiment}", f"data={data}", "model=torchvision/resnet18",
         "epochs=1", "batch_size=4", "transform_args.image_size=[32,32]",
-        "method_args.temperature=0.2", "embed_dim=8", ray_address=ray_address,
+        "method_args.temperature=0.2", "embed_dim=8",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = json.loads((experiment / "config.json").read_text())
@@ -115,7 +117,7 @@ def test_train_then_embed_as_in_the_spec(ray_address: str, tmp_path: Path) -> No
     checkpoint = experiment / "checkpoints" / "last.ckpt"
     result = run_cli(
         "embed", f"out={out}", f"data={data}", f"checkpoint={checkpoint}",
-        "format=torch", "image_size=32", ray_address=ray_address,
+        "format=torch", "image_size=32",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     embeddings = torch.load(out, weights_only=True)
