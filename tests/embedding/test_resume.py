@@ -89,7 +89,12 @@ def files_of(out: Path) -> dict[str, bytes]:
     [(signal.SIGINT, "csv", "auto"), (signal.SIGTERM, "parquet", "ray")],
 )
 def test_interrupted_embed_resumes_to_the_same_output(
-    tmp_path: Path, job: tuple[Path, Path, Path], signum: int, fmt: str, runner: str
+    tmp_path: Path,
+    job: tuple[Path, Path, Path],
+    signum: int,
+    fmt: str,
+    runner: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     data, ckpt, references = job
     out, reference = tmp_path / f"e.{fmt}", references / f"e.{fmt}"
@@ -116,10 +121,14 @@ def test_interrupted_embed_resumes_to_the_same_output(
     assert str(work) in again.stderr and "resume_interrupted=True" in again.stderr
     assert "overwrite=True" in again.stderr
 
+    # On Ray the resumed run joins the session's Ray: the interrupted one started
+    # and stopped its own, and another start costs the suite its seconds.
+    joined = ({"RAY_ADDRESS": request.getfixturevalue("ray_address")}
+              if runner == "ray" else {})  # fmt: skip
     resumed = subprocess.run(command(out, data, ckpt, f"format={fmt}",
                                      f"runner={runner}", "resume_interrupted=true"),
-                             capture_output=True, text=True, env=environ(),
-                             timeout=400)  # fmt: skip
+                             capture_output=True, text=True,
+                             env={**environ(), **joined}, timeout=400)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     total = NUM_IMAGES + 1
     expected = f"Resuming: {saved} of {total} images are done; embedding the other "
