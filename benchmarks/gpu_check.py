@@ -55,7 +55,7 @@ from photos import make_photos  # noqa: E402
 from lightly_train import sizing  # noqa: E402
 from lightly_train.checkpoint import create_checkpoint, load_checkpoint_entry  # noqa: E402
 from lightly_train.data import device_decode  # noqa: E402
-from lightly_train.data.decode import decode_batch  # noqa: E402
+from lightly_train.data.decode import decode_batch, device_jpeg_area  # noqa: E402
 from lightly_train.data.device_decode import decode_on_device  # noqa: E402
 from lightly_train.embedding.embedder import Embedder  # noqa: E402
 
@@ -160,6 +160,7 @@ def measure_limits(args, unique: list[Path], ckpt: Path, add) -> dict[str, float
     add("model limit (eager, channels_last)", limits["forward"], f"batch {batch}")
     jpegs = [np.array([p.read_bytes() for p in unique[i : i + batch]], object)
              for i in range(0, len(unique) - batch + 1, batch)]  # fmt: skip
+    areas = [np.array([device_jpeg_area(b) for b in one]) for one in jpegs]
     target = torch.zeros((batch, 3, *SIZE), dtype=torch.uint8, device=device)
     errors = np.full(batch, "", dtype=object)
     resized = {}
@@ -167,7 +168,8 @@ def measure_limits(args, unique: list[Path], ckpt: Path, add) -> dict[str, float
         device_decode.RESIZE_DTYPES[device] = dtype
         try:
             resized[dtype] = rate(
-                lambda i: decode_on_device(jpegs[i % len(jpegs)], target, errors)
+                lambda i: decode_on_device(jpegs[i % len(jpegs)], target, errors,
+                                           areas[i % len(jpegs)])
                 or batch, args.seconds, sync,
             )  # fmt: skip
         except RuntimeError as ex:  # e.g. no float16 resize on this device

@@ -66,23 +66,25 @@ def load_image(data: bytes, image_size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def device_decodable(data: bytes) -> bool:
-    """Whether a device JPEG decoder gives the same image as ``open_image``: a
-    colour or grey JPEG without an EXIF rotation, that ends in its end-of-image
-    marker (CMYK, rotated, non-JPEG and cut-off files are decoded on the CPU, which
-    names a truncation that a hardware decoder may not). Reads only the header and
-    the last bytes."""
+def device_jpeg_area(data: bytes) -> int:
+    """The pixels (width x height) of a JPEG for which a device JPEG decoder gives
+    the same image as ``open_image``: a colour or grey JPEG without an EXIF
+    rotation, that ends in its end-of-image marker; 0 for any other file (CMYK,
+    rotated, non-JPEG and cut-off files are decoded on the CPU, which names a
+    truncation that a hardware decoder may not). Reads only the header and the
+    last bytes."""
     if not data.rstrip(b"\0").endswith(b"\xff\xd9"):
-        return False
+        return 0
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return (
+            plain = (
                 image.format == "JPEG"
                 and image.mode in ("RGB", "L")
                 and image.getexif().get(_ORIENTATION, 1) == 1
             )
+            return image.width * image.height if plain else 0
     except Exception:  # not an image: the CPU path names the error
-        return False
+        return 0
 
 
 def read_file(path: str) -> bytes:
@@ -98,16 +100,18 @@ def decode_batch(
     Returns ``{"idx": (B,), "image": (B, H, W, 3) uint8, "error": (B,) str}``; a file
     that fails gets a black image and its error message, so one bad file never
     fails the job. With ``device_jpeg``, plain JPEGs are not decoded here, and no
-    row carries a black image for them: ``{"idx", "jpeg", "pixels", "error"}``,
-    where ``jpeg`` holds the file's bytes for the model's device to decode, and
-    ``pixels`` the ``(H, W, 3)`` uint8 bytes of a row decoded here (each empty
-    where unused).
+    row carries a black image for them: ``{"idx", "jpeg", "jpeg_area", "pixels",
+    "error"}``, where ``jpeg`` holds the file's bytes for the model's device to
+    decode and ``jpeg_area`` its pixels at full size (the device bounds what it
+    decodes at once by them), and ``pixels`` the ``(H, W, 3)`` uint8 bytes of a
+    row decoded here (each empty, or 0, where unused).
     """
     height, width = image_size
     paths = batch["path"]
     errors = np.full(len(paths), "", dtype=object)
     if device_jpeg:
         jpeg = np.full(len(paths), b"", dtype=object)
+        areas = np.zeros(len(paths), dtype=np.int64)
         pixels = np.full(len(paths), b"", dtype=object)
     else:
         images = np.zeros((len(paths), height, width, 3), dtype=np.uint8)
@@ -116,8 +120,8 @@ def decode_batch(
             data = read_file(str(path))
             if not device_jpeg:
                 images[i] = load_image(data, image_size)
-            elif device_decodable(data):
-                jpeg[i] = data
+            elif area := device_jpeg_area(data):
+                jpeg[i], areas[i] = data, area
             else:
                 pixels[i] = load_image(data, image_size).tobytes()
         except UnidentifiedImageError:
@@ -125,6 +129,6 @@ def decode_batch(
         except Exception as ex:  # any decoder error: PIL raises many kinds
             errors[i] = f"{type(ex).__name__}: {ex}"
     if device_jpeg:
-        return {"idx": batch["idx"], "jpeg": jpeg, "pixels": pixels,
-                "error": errors.astype(str)}  # fmt: skip
+        return {"idx": batch["idx"], "jpeg": jpeg, "jpeg_area": areas,
+                "pixels": pixels, "error": errors.astype(str)}  # fmt: skip
     return {"idx": batch["idx"], "image": images, "error": errors.astype(str)}

@@ -91,13 +91,13 @@ class Embedder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``{"idx", "image" (B, H, W, 3) uint8, "error"}`` or, from
-        ``decode_batch(..., device_jpeg=True)``, ``{"idx", "jpeg", "pixels",
-        "error"}`` -> ``{"idx", "embedding" (B, D) float32, "error"}``; rows with
-        an error get a zero vector."""
+        ``decode_batch(..., device_jpeg=True)``, ``{"idx", "jpeg", "jpeg_area",
+        "pixels", "error"}`` -> ``{"idx", "embedding" (B, D) float32, "error"}``;
+        rows with an error get a zero vector."""
         errors = np.asarray(batch["error"]).astype(object)
         with self._stream():
             if "jpeg" in batch:
-                images = self._assemble(batch["jpeg"], batch["pixels"], errors)
+                images = self._assemble(batch, errors)
             else:
                 images = self._to_device(batch["image"])  # (B, 3, H, W) uint8
             ok = errors == ""
@@ -131,7 +131,7 @@ class Embedder:
         return embeddings[:n].float().cpu().numpy()  # .cpu() waits for the stream
 
     def _assemble(
-        self, jpeg: np.ndarray, pixels: np.ndarray, errors: np.ndarray
+        self, batch: dict[str, np.ndarray], errors: np.ndarray
     ) -> torch.Tensor:
         """A batch of JPEG bytes (decoded here, on the device) and of rows the CPU
         decoded -> ``(B, 3, H, W)`` uint8 on the device, NHWC memory. A row that
@@ -142,6 +142,7 @@ class Embedder:
         if self.image_size is None:
             raise ValueError("Embedder(image_size=...) is needed for JPEG batches.")
         height, width = self.image_size
+        jpeg, pixels = batch["jpeg"], batch["pixels"]
         images = torch.zeros(
             (len(jpeg), height, width, 3), dtype=torch.uint8, device=self.device
         ).permute(0, 3, 1, 2)
@@ -149,7 +150,7 @@ class Embedder:
         if rows:
             host = np.frombuffer(b"".join(pixels[rows]), dtype=np.uint8)
             images[rows] = self._to_device(host.reshape(len(rows), height, width, 3))
-        decode_on_device(jpeg, images, errors)
+        decode_on_device(jpeg, images, errors, batch["jpeg_area"])
         return images
 
     def _to_device(self, images: np.ndarray) -> torch.Tensor:

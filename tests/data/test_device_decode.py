@@ -1,6 +1,8 @@
 """The model-side JPEG decode path (``jpeg_decode="model"``), run with torchvision's
 CPU decoder: the same code the GPU runs with nvJPEG, minus the device."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,8 @@ import torch
 from PIL import Image
 
 from lightly_train.checkpoint import load_checkpoint_entry
-from lightly_train.data.decode import decode_batch, device_decodable, load_image
-from lightly_train.data.device_decode import decode_on_device
+from lightly_train.data.decode import decode_batch, device_jpeg_area, load_image
+from lightly_train.data.device_decode import _runs, decode_on_device
 from lightly_train.embedding.embedder import Embedder
 from tests.images import write_exif_rotated_jpeg, write_image, write_truncated_jpeg
 
@@ -71,10 +73,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_only_plain_jpegs_go_to_the_device(files: dict[str, Path]) -> None:
     expected = {"photo0", "photo1", "photo2", "photo3", "grey"}
-    device = {k for k, f in files.items() if device_decodable(f.read_bytes())}
-    assert device == expected  # rotated, CMYK, PNG, cut off, garbage: the CPU path
+    areas = {k: device_jpeg_area(f.read_bytes()) for k, f in files.items()}
+    # Rotated, CMYK, PNG, cut off, garbage: the CPU path.
+    assert {k for k, area in areas.items() if area} == expected
+    assert areas["photo0"] == 500 * 375 and areas["grey"] == 80 * 60
     cut = files["photo0"].read_bytes()[:-100]
-    assert not device_decodable(cut)  # a valid header does not make it whole
+    assert not device_jpeg_area(cut)  # a valid header does not make it whole
 
 
 def run_both(files: dict[str, Path]) -> tuple[dict, dict]:
@@ -106,7 +110,7 @@ def test_device_decode_matches_the_cpu_path(
         np.testing.assert_array_equal(here, cpu["image"][i])
     images = torch.zeros((len(names), 3, *SIZE), dtype=torch.uint8, device=device)
     errors = dev["error"].astype(object)
-    decode_on_device(dev["jpeg"], images, errors)
+    decode_on_device(dev["jpeg"], images, errors, dev["jpeg_area"])
     assert list(errors) == list(cpu["error"])  # same failures, same messages
     decoded = images.permute(0, 2, 3, 1).cpu().numpy().astype(int)
     for i, name in enumerate(names):
@@ -142,8 +146,63 @@ def test_a_device_failure_falls_back_to_pil_per_image(
     data = np.array([files["photo1"].read_bytes(), b"\xff\xd8\xff" + b"x" * 50], object)
     images = torch.zeros((2, 3, *SIZE), dtype=torch.uint8, device=device)
     errors = np.array(["", ""], dtype=object)
-    decode_on_device(data, images, errors)
+    decode_on_device(data, images, errors, np.array([device_jpeg_area(data[0]), 0]))
     assert errors[0] == "" and errors[1] != ""
     expected = load_image(files["photo1"].read_bytes(), SIZE)
     diff = np.abs(images[0].permute(1, 2, 0).cpu().numpy().astype(int) - expected)
     assert diff.max() <= MAX_DIFF
+
+
+def test_runs_hold_at_most_max_pixels_in_row_order() -> None:
+    areas = np.array([5, 5, 5, 20, 1, 0, 4])
+    assert list(_runs([0, 1, 2, 3, 4, 6], areas, 10)) == [[0, 1], [2], [3], [4, 6]]
+    assert list(_runs([], areas, 10)) == []
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_batch_in_runs_of_few_pixels_decodes_the_same(
+    files: dict[str, Path], device: str
+) -> None:
+    _, dev = run_both(files)
+    decoded = []
+    for max_pixels in (10**12, 500 * 375):  # all in one call; a photo or two per call
+        images = torch.zeros((len(files), 3, *SIZE), dtype=torch.uint8, device=device)
+        errors = dev["error"].astype(object)
+        decode_on_device(dev["jpeg"], images, errors, dev["jpeg_area"], max_pixels)
+        decoded.append((images.cpu(), list(errors)))
+    assert torch.equal(decoded[0][0], decoded[1][0])
+    assert decoded[0][1] == decoded[1][1]
+
+
+MEMORY_PROBE = """
+import io, resource, sys
+import numpy as np, torch
+from PIL import Image
+from lightly_train.data.device_decode import decode_on_device
+buf = io.BytesIO()
+Image.effect_noise((2000, 1500), 64).convert("RGB").save(buf, "JPEG", quality=90)
+n = 16
+jpeg, areas = np.array([buf.getvalue()] * n, object), np.full(n, 2000 * 1500)
+images = torch.zeros((n, 3, 224, 224), dtype=torch.uint8)
+errors = np.full(n, "", object)
+decode_on_device(jpeg[:1], images[:1], errors[:1], areas[:1])  # warm-up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+decode_on_device(jpeg, images, errors, areas, int(sys.argv[1]))
+assert not errors.any()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_large_photos_decode_a_few_at_a_time() -> None:
+    """16 photos of 3 MP: decoded in one call, they are held at once on CPU as
+    decoded, stacked and float32 copies (measured 600-800 MB); two per call,
+    50-80 MB."""
+
+    def peak_mb(max_pixels: int) -> int:
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(max_pixels)],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return int(out.stdout.strip())
+
+    at_once, two_at_a_time = peak_mb(10**12), peak_mb(2 * 2000 * 1500)
+    assert at_once > 400, at_once  # the probe can show the difference
+    assert two_at_a_time < at_once / 4, (two_at_a_time, at_once)
