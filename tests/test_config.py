@@ -190,19 +190,20 @@ def test_auto_batch_size_per_accelerator() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "cpu"),
-    [((224, 224), 64), ((256, 192), 64), ((112, 112), 256), ((64, 64), 784),
-     ((32, 32), 1024), ((448, 448), 16), ((2048, 2048), 8)],
+    ("size", "cpu", "gpu"),
+    [((224, 224), 64, 512), ((256, 192), 64, 512), ((112, 112), 256, 512),
+     ((64, 64), 784, 512), ((32, 32), 1024, 512), ((448, 448), 16, 128),
+     ((518, 518), 8, 96), ((2048, 2048), 8, 8)],
 )  # fmt: skip
-def test_auto_cpu_batches_hold_as_many_pixels_as_64_at_224(
-    size: tuple[int, int], cpu: int
+def test_auto_batches_hold_as_many_pixels_as_at_224(
+    size: tuple[int, int], cpu: int, gpu: int
 ) -> None:
-    """Small images: more of them per batch (at most 1024); large: fewer (at
-    least 8). GPU batches stay 512: their JPEGs decode at full size."""
+    """On CPU, small images: more of them per batch (at most 1024); large: fewer
+    (at least 8). On GPUs, large images only: fewer (at least 8)."""
     from lightly_train.embedding.config import batch_size
 
     assert batch_size("auto", "cpu", image_size=size) == cpu
-    assert batch_size("auto", "gpu", image_size=size) == 512
+    assert batch_size("auto", "gpu", image_size=size) == gpu
     assert batch_size(32, "cpu", image_size=size) == 32
     # 9000 files split evenly: 12 batches of 750 at 64 px, padded to 752.
     assert batch_size("auto", "cpu", 9000, (64, 64)) == 752

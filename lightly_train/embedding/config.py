@@ -38,7 +38,8 @@ class EmbedConfig(Config):
     batch_size: PositiveInt | Literal["auto"] = Field(
         "auto",
         description="Images per model forward; auto: 64 on CPU (faster than 128 "
-        "on 2 cores), 512 per GPU.",
+        "on 2 cores), 512 per GPU, at 224x224; other sizes as many pixels per "
+        "batch (on GPUs, larger sizes only).",
     )
     num_workers: PositiveInt | Literal["auto"] = Field(
         "auto", description="Parallel image decode tasks; auto uses the free CPUs."
@@ -130,8 +131,9 @@ def batch_size(
     its activations take a few GB. On CPU, other sizes get as many pixels per batch
     (at most 1024 images): the same activation memory, and for small images the
     fixed costs spread over more of them (mobilenet_v3_small at 64 px, one thread:
-    1.12 ms per image in batches of 64, 0.72 in 256, 0.67 in 1024). Not on GPUs:
-    there JPEGs decode at full size in the batch's memory before the resize.
+    1.12 ms per image in batches of 64, 0.72 in 256, 0.67 in 1024). On GPUs only
+    larger sizes do (at least 8 images: 128 at 448 px), so the activations stay a
+    few GB; smaller ones keep 512 (more per batch is not measured there).
     A job of fewer files gets batches that split it evenly, in multiples of 8:
     every batch is padded to this size (the same bits for an image in any batch),
     so 16 images in batches of 64 would pay for 64 forwards. It depends on the
@@ -139,10 +141,11 @@ def batch_size(
     its fingerprint holds) uses the size of the run it continues."""
     if requested != "auto":
         return requested
-    most = AUTO_GPU_BATCH
+    scale = 224 * 224 / (image_size[0] * image_size[1])
     if accelerator == "cpu":
-        scale = 224 * 224 / (image_size[0] * image_size[1])
         most = max(8, min(16 * AUTO_CPU_BATCH, 8 * round(AUTO_CPU_BATCH * scale / 8)))
+    else:
+        most = max(8, 8 * round(AUTO_GPU_BATCH * min(1.0, scale) / 8))
     if num_files is None or num_files <= 0:
         return most
     per_batch = math.ceil(num_files / math.ceil(num_files / most))
