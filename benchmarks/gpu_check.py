@@ -13,6 +13,7 @@ Prints, in one table (and writes it as JSON to ``--json``, default ``$OUT``):
   (decode, resize, forward), in 1 and 2 threads: an actor's rate without Ray;
 - CPU decode limit: PIL read + decode + resize in one process per CPU;
 - a fresh model actor's start-up, step by step (imports, CUDA, model, batches);
+- both decoders' limits on photos of 2000x1500 and 4000x3000, if time is left;
 - embed (``lightly_train.embed`` on one local Ray, after a warm-up run), for each
   plan (JPEG decode on the model's device or in CPU tasks; actors per GPU; batches
   in flight per actor; batch size): the steady rate (between the first and the
@@ -46,6 +47,7 @@ from gpu_probes import (  # noqa: E402
     GpuLoad,
     ProgressLines,
     cpu_decode_limit,
+    large_photo_limits,
     link_photos,
     rate,
     startup_probe,
@@ -272,6 +274,8 @@ def main() -> None:
         embed_plans(args, root, unique, ckpt, limits, add)
         if args.cli:
             cli_runs(root, ckpt, args.num_images, add)
+        if time.monotonic() < args.deadline:
+            large_photo_limits(root, args.device, args.seconds, add)
         if not args.no_compile:
             measure_compile(args, ckpt, limits["forward"], add)
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"

@@ -1,5 +1,6 @@
 """Probes for ``gpu_check.py``: timing helpers, the CPU decode limit, the GPU's
-load while a run goes, embed's progress lines and a fresh actor's start-up."""
+load while a run goes, embed's progress lines, a fresh actor's start-up, and both
+decoders on large photos."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightly_train.data.decode import load_image
+from lightly_train.data.decode import device_jpeg_area, load_image
+from lightly_train.data.device_decode import decode_on_device
 
 SIZE = (224, 224)
 PROGRESS = re.compile(r"Embedded (\d+)/(\d+) images")
@@ -138,3 +140,35 @@ def startup_probe(ckpt: Path, photos: Path, device: str) -> str:
                           timeout=120)  # fmt: skip
     out = [x for x in done.stdout.splitlines() if x.startswith("STARTUP")]
     return out[0][8:] if out else (done.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def large_photo_limits(
+    root: Path, device: str, seconds: float, add: Callable[..., None]
+) -> None:
+    """Decode limits of photos of 2000x1500 and 4000x3000 (phone cameras), to
+    224x224: the device's (full-size decode, in runs of ``MAX_PIXELS_AT_ONCE``)
+    against PIL's on every CPU (which decodes such JPEGs at 1/4 and 1/8 of their
+    size). Which one ``jpeg_decode="auto"`` should pick for them on GPUs."""
+    from photos import make_photos
+
+    cpus = os.cpu_count() or 1
+    for size in ((2000, 1500), (4000, 3000)):
+        label = f"{size[0]}x{size[1]}"
+        unique = make_photos(root / label, 32, size, processes=cpus)
+        jpeg = np.array([p.read_bytes() for p in unique], object)
+        on_device = device_decode_rate(jpeg, device, seconds)
+        add(f"decode limit ({device}: decode_jpeg + resize), {label}", on_device,
+            f"{sum(map(len, jpeg)) / len(jpeg) / 1e6:.2f} MB per photo")  # fmt: skip
+        pil = cpu_decode_limit([unique[i % len(unique)] for i in range(cpus * 12)])
+        add(f"decode limit (PIL, {cpus} CPUs), {label}", pil,
+            f"{pil / on_device:.2f} x the device's")  # fmt: skip
+
+
+def device_decode_rate(jpeg: np.ndarray, device: str, seconds: float) -> float:
+    """Images/s of ``decode_on_device`` on the JPEG bytes ``jpeg``, to 224x224."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    areas = np.array([device_jpeg_area(b) for b in jpeg])
+    target = torch.zeros((len(jpeg), 3, *SIZE), dtype=torch.uint8, device=device)
+    errors = np.full(len(jpeg), "", dtype=object)
+    return rate(lambda i: decode_on_device(jpeg, target, errors, areas) or len(jpeg),
+                seconds, sync)  # fmt: skip
