@@ -33,9 +33,12 @@ DEVICES = [
 # 2000x1500: to 224x224, max 1-6 and mean 0.14-0.31 grey levels; to 64x48, max
 # up to 18, mean up to 1.1.
 MAX_DIFF, MEAN_DIFF = 40, 2.0
+PLAIN = ("photo0", "photo1", "photo2", "photo3", "progressive", "grey")  # to the device
 
 
-def photo(path: Path, size: tuple[int, int], seed: int) -> None:
+def photo(
+    path: Path, size: tuple[int, int], seed: int, progressive: bool = False
+) -> None:
     """A JPEG cut from a real photo that ships with scikit-image."""
     from skimage import data
 
@@ -44,7 +47,7 @@ def photo(path: Path, size: tuple[int, int], seed: int) -> None:
     x, y = int(rng.integers(0, 100)), int(rng.integers(0, 80))
     crop = source.crop((x, y, x + 300, y + 220)).resize(size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    crop.save(path, quality=90)
+    crop.save(path, quality=90, progressive=progressive)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for i, size in enumerate([(500, 375), (64, 48), (200, 120), (500, 375)]):
         out[f"photo{i}"] = root / f"photo{i}.jpg"
         photo(out[f"photo{i}"], size, seed=i)
+    out["progressive"] = root / "progressive.jpg"  # common on the web
+    photo(out["progressive"], (320, 240), seed=4, progressive=True)
     out["grey"] = root / "grey.jpg"
     write_image(out["grey"], mode="L", size=(80, 60))
     out["rotated"] = root / "rotated.jpg"
@@ -72,7 +77,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_only_plain_jpegs_go_to_the_device(files: dict[str, Path]) -> None:
-    expected = {"photo0", "photo1", "photo2", "photo3", "grey"}
+    expected = set(PLAIN)
     areas = {k: device_jpeg_area(f.read_bytes()) for k, f in files.items()}
     # Rotated, CMYK, PNG, cut off, garbage: the CPU path.
     assert {k for k, area in areas.items() if area} == expected
@@ -102,8 +107,7 @@ def test_device_decode_matches_the_cpu_path(
     assert not (on_device & decoded_here).any()
     # Every row that did not fail is in exactly one of the two columns.
     assert list(on_device | decoded_here) == [
-        n in ("photo0", "photo1", "photo2", "photo3", "grey") or not cpu["error"][i]
-        for i, n in enumerate(names)
+        n in PLAIN or not cpu["error"][i] for i, n in enumerate(names)
     ]
     for i in np.flatnonzero(decoded_here):
         here = np.frombuffer(dev["pixels"][i], np.uint8).reshape(*SIZE, 3)
