@@ -26,9 +26,10 @@ RGB = torchvision.io.ImageReadMode.RGB
 
 # Pixels decoded at once, at most (a larger JPEG goes alone): the decoder holds
 # every image of a call at full size, and the resize copies them twice (stacked,
-# then in its working precision). 100 megapixels: 300 MB of uint8, about 1.2 GB
-# with the copies on a GPU. 512 photos of 500x375 (96 MP) are one call; 512
-# phone photos of 12 MP (6 GP, about 74 GB at once) go 8 at a time.
+# then in its working precision). 100 megapixels: 300 MB of uint8, about 0.9 GB
+# at the peak on a GPU (stacked uint8 and float16 copies). 512 photos of 500x375
+# (96 MP) are one call; 512 phone photos of 12 MP (6 GP: about 74 GB in one call
+# before runs) go 8 at a time.
 MAX_PIXELS_AT_ONCE = 100_000_000
 
 
