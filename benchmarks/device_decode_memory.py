@@ -6,7 +6,8 @@ photos: one decoder call for the whole batch against runs of at most
         [--device cpu]
 
 Each mode runs in a fresh process; on CPU the figure is the growth of its peak
-RSS, on CUDA of ``torch.cuda.max_memory_allocated``. Prints both and their ratio.
+RSS (``VmHWM``), on CUDA of ``torch.cuda.max_memory_allocated``. Prints both and
+their ratio.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 
 PROBE = """
-import io, resource, sys, time
+import io, sys, time
 import numpy as np, torch
 from PIL import Image
 from lightly_train.data.device_decode import decode_on_device
@@ -31,19 +32,21 @@ images = torch.zeros((n, 3, 224, 224), dtype=torch.uint8, device=device)
 errors = np.full(n, "", object)
 decode_on_device(jpeg[:1], images[:1], errors[:1], areas[:1])  # warm-up
 cuda = device == "cuda"
+def peak_rss():  # VmHWM: this process's own (ru_maxrss counts its parent's)
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) * 1024
 if cuda:
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.max_memory_allocated()
 else:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_rss()
 start = time.perf_counter()
 decode_on_device(jpeg, images, errors, areas, int(max_pixels))
 if cuda:
     torch.cuda.synchronize()
 seconds = time.perf_counter() - start
-after = (torch.cuda.max_memory_allocated() if cuda
-         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+after = torch.cuda.max_memory_allocated() if cuda else peak_rss()
 assert not errors.any(), errors
 print(f"{(after - before) / 2**20:.0f} {seconds:.2f} {len(buf.getvalue())}")
 """
