@@ -47,6 +47,7 @@ from gpu_probes import (  # noqa: E402
     GpuLoad,
     ProgressLines,
     cpu_decode_limit,
+    device_decode_rate,
     large_photo_limits,
     link_photos,
     rate,
@@ -57,8 +58,7 @@ from photos import make_photos  # noqa: E402
 from lightly_train import sizing  # noqa: E402
 from lightly_train.checkpoint import create_checkpoint, load_checkpoint_entry  # noqa: E402
 from lightly_train.data import device_decode  # noqa: E402
-from lightly_train.data.decode import decode_batch, device_jpeg_area  # noqa: E402
-from lightly_train.data.device_decode import decode_on_device  # noqa: E402
+from lightly_train.data.decode import decode_batch  # noqa: E402
 from lightly_train.embedding.embedder import Embedder  # noqa: E402
 
 SIZE = (224, 224)
@@ -156,24 +156,16 @@ def measure_limits(args, unique: list[Path], ckpt: Path, add) -> dict[str, float
     """The model's, the device decoder's and the CPUs' limits, and an actor's
     work without Ray: ``{"forward", "model" (device decode), "tasks" (PIL)}``."""
     device, batch = args.device, args.batch_size
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     embedder = Embedder(load_checkpoint_entry(ckpt), device, PRECISION, image_size=SIZE)
     limits = {"forward": model_rate(embedder, args)}
     add("model limit (eager, channels_last)", limits["forward"], f"batch {batch}")
     jpegs = [np.array([p.read_bytes() for p in unique[i : i + batch]], object)
              for i in range(0, len(unique) - batch + 1, batch)]  # fmt: skip
-    areas = [np.array([device_jpeg_area(b) for b in one]) for one in jpegs]
-    target = torch.zeros((batch, 3, *SIZE), dtype=torch.uint8, device=device)
-    errors = np.full(batch, "", dtype=object)
     resized = {}
     for dtype in (torch.float32, torch.float16):
         device_decode.RESIZE_DTYPES[device] = dtype
         try:
-            resized[dtype] = rate(
-                lambda i: decode_on_device(jpegs[i % len(jpegs)], target, errors,
-                                           areas[i % len(jpegs)])
-                or batch, args.seconds, sync,
-            )  # fmt: skip
+            resized[dtype] = device_decode_rate(jpegs, device, args.seconds)
         except RuntimeError as ex:  # e.g. no float16 resize on this device
             resized[dtype] = float("nan")
             print(f"[gpu_check] resize in {dtype}: {ex}")

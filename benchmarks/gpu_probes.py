@@ -156,7 +156,7 @@ def large_photo_limits(
         label = f"{size[0]}x{size[1]}"
         unique = make_photos(root / label, 32, size, processes=cpus)
         jpeg = np.array([p.read_bytes() for p in unique], object)
-        on_device = device_decode_rate(jpeg, device, seconds)
+        on_device = device_decode_rate([jpeg], device, seconds)
         add(f"decode limit ({device}: decode_jpeg + resize), {label}", on_device,
             f"{sum(map(len, jpeg)) / len(jpeg) / 1e6:.2f} MB per photo")  # fmt: skip
         pil = cpu_decode_limit([unique[i % len(unique)] for i in range(cpus * 12)])
@@ -164,11 +164,18 @@ def large_photo_limits(
             f"{pil / on_device:.2f} x the device's")  # fmt: skip
 
 
-def device_decode_rate(jpeg: np.ndarray, device: str, seconds: float) -> float:
-    """Images/s of ``decode_on_device`` on the JPEG bytes ``jpeg``, to 224x224."""
+def device_decode_rate(batches: list[np.ndarray], device: str, seconds: float) -> float:
+    """Images/s of ``decode_on_device`` on batches of JPEG bytes (of one size), in
+    turn, to 224x224."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    areas = np.array([device_jpeg_area(b) for b in jpeg])
-    target = torch.zeros((len(jpeg), 3, *SIZE), dtype=torch.uint8, device=device)
-    errors = np.full(len(jpeg), "", dtype=object)
-    return rate(lambda i: decode_on_device(jpeg, target, errors, areas) or len(jpeg),
-                seconds, sync)  # fmt: skip
+    areas = [np.array([device_jpeg_area(b) for b in jpeg]) for jpeg in batches]
+    n = len(batches[0])
+    target = torch.zeros((n, 3, *SIZE), dtype=torch.uint8, device=device)
+    errors = np.full(n, "", dtype=object)
+
+    def decode(i: int) -> int:
+        k = i % len(batches)
+        decode_on_device(batches[k], target, errors, areas[k])
+        return n
+
+    return rate(decode, seconds, sync)
